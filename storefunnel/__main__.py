@@ -1,0 +1,3 @@
+from storefunnel.cli import main
+
+main()

@@ -1,0 +1,15 @@
+"""The /api/v1 router: every domain router mounted under one prefix, every route behind an API key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from storefunnel.auth.deps import api_workspace
+from storefunnel.contacts.routes import router as contacts_router
+from storefunnel.orders.routes import router as orders_router
+from storefunnel.products.routes import router as products_router
+
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(api_workspace)])
+router.include_router(contacts_router)
+router.include_router(products_router)
+router.include_router(orders_router)

@@ -1,0 +1,46 @@
+"""One settings object, read from ``STOREFUNNEL_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = Path("var")
+DEV_SECRET = "dev-only-not-secret"
+
+
+class Settings(BaseSettings):
+    """Where the data lives and how the app behaves; secrets must be set outside dev."""
+
+    model_config = SettingsConfigDict(env_prefix="STOREFUNNEL_", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    database_url: str = ""
+    data_dir: Path = DEFAULT_DATA_DIR
+    secret_key: str = DEV_SECRET
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    public_url: str = "http://127.0.0.1:8000"
+    login_attempts_per_minute: int = 10
+    max_page_size: int = 500
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'storefunnel.db').as_posix()}"
+        if self.env == "prod" and self.secret_key == DEV_SECRET:
+            raise ValueError("STOREFUNNEL_SECRET_KEY must be set to a real secret when STOREFUNNEL_ENV=prod")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,29 @@
+"""create_app(): the API under /api/v1, Segment-style tracking under /v1, and the dashboard."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from storefunnel import __version__
+from storefunnel.api import router as api_router
+from storefunnel.errors import install_error_handlers
+from storefunnel.web import install_dashboard
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="storefunnel",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(api_router)
+    install_dashboard(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

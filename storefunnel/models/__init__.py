@@ -1,0 +1,28 @@
+"""All tables; importing this module registers every one on ``Base.metadata``."""
+
+from storefunnel.models.contact import AgeBand, Contact, Identity, Stage, StageChange
+from storefunnel.models.ingest import Receipt, Spend, WebhookSecret
+from storefunnel.models.order import Order, OrderLine, Product
+from storefunnel.models.touch import Touch
+from storefunnel.models.user import ApiKey, KeyKind, Role, User
+from storefunnel.models.workspace import Workspace
+
+__all__ = [
+    "AgeBand",
+    "ApiKey",
+    "Contact",
+    "Identity",
+    "KeyKind",
+    "Order",
+    "OrderLine",
+    "Product",
+    "Receipt",
+    "Role",
+    "Spend",
+    "Stage",
+    "StageChange",
+    "Touch",
+    "User",
+    "WebhookSecret",
+    "Workspace",
+]

@@ -1,0 +1,40 @@
+"""Products: ProductCreate, ProductUpdate (all optional), Product (read)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Currency = Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=300)
+    category: str | None = Field(default=None, max_length=100)
+    price: int = Field(ge=0, description="Price in minor units (cents).")
+    currency: str = Currency
+
+
+class ProductUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=300)
+    category: str | None = Field(default=None, max_length=100)
+    price: int | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, min_length=3, max_length=3, pattern="^[A-Z]{3}$")
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    sku: str
+    name: str
+    category: str | None
+    price: int
+    currency: str
+    created_at: dt.datetime
