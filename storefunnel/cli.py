@@ -15,10 +15,14 @@ from rich.console import Console
 
 from storefunnel.auth.keys import create_key, revoke_key
 from storefunnel.config import get_settings
+from storefunnel.cycle.cli import cycle_app
 from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
+from storefunnel.ingest.cli import import_app, webhook_app
 from storefunnel.migrate import upgrade
 from storefunnel.models import ApiKey, Contact, KeyKind, Role, User, Workspace
+from storefunnel.segments.cli import segments_app
+from storefunnel.simulate.cli import simulate_command
 from storefunnel.workspaces.service import create_user, ensure_workspace, get_workspace_by_name
 
 app = typer.Typer(
@@ -34,6 +38,10 @@ app.add_typer(workspace_app, name="workspace")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(writekey_app, name="writekey")
+app.add_typer(cycle_app, name="cycle")
+app.add_typer(import_app, name="import")
+app.add_typer(webhook_app, name="webhook-secret")
+app.add_typer(segments_app, name="segment")
 
 err = Console(stderr=True)
 out = Console()
@@ -119,6 +127,9 @@ def demo(
         run_in_session(lambda s: create_user(s, ws.id, DEMO_EMAIL, DEMO_PASSWORD, Role.owner))
     out.print(f"\n  dashboard: http://127.0.0.1:{port}\n  login:     {DEMO_EMAIL}\n  password:  {DEMO_PASSWORD}\n")
     serve(host="127.0.0.1", port=port, workers=1)
+
+
+app.command("simulate")(simulate_command)
 
 
 @workspace_app.command("add")

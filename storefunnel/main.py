@@ -7,6 +7,8 @@ from fastapi import FastAPI
 from storefunnel import __version__
 from storefunnel.api import router as api_router
 from storefunnel.errors import install_error_handlers
+from storefunnel.ingest.tracking import router as tracking_router
+from storefunnel.ingest.webhooks import router as webhooks_router
 from storefunnel.web import install_dashboard
 
 
@@ -20,6 +22,8 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(tracking_router)
+    app.include_router(webhooks_router)
     install_dashboard(app)
 
     @app.get("/healthz", include_in_schema=False)

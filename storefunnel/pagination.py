@@ -32,9 +32,10 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != "id":
+        last_id = int(value)
+        if kind != "id" or not 0 < last_id < 2**63:  # beyond BIGINT the database would raise, not answer
             raise ValueError(kind)
-        return int(value)
+        return last_id
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise Invalid("cursor: not a cursor this API returned") from None
 

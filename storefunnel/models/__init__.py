@@ -1,8 +1,10 @@
 """All tables; importing this module registers every one on ``Base.metadata``."""
 
 from storefunnel.models.contact import AgeBand, Contact, Identity, Stage, StageChange
+from storefunnel.models.cycle import CycleOutbox
 from storefunnel.models.ingest import Receipt, Spend, WebhookSecret
 from storefunnel.models.order import Order, OrderLine, Product
+from storefunnel.models.segment import Segment, SegmentMember
 from storefunnel.models.touch import Touch
 from storefunnel.models.user import ApiKey, KeyKind, Role, User
 from storefunnel.models.workspace import Workspace
@@ -11,6 +13,7 @@ __all__ = [
     "AgeBand",
     "ApiKey",
     "Contact",
+    "CycleOutbox",
     "Identity",
     "KeyKind",
     "Order",
@@ -18,6 +21,8 @@ __all__ = [
     "Product",
     "Receipt",
     "Role",
+    "Segment",
+    "SegmentMember",
     "Spend",
     "Stage",
     "StageChange",

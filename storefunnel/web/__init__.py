@@ -2,8 +2,52 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from storefunnel.config import get_settings
+from storefunnel.errors import problem
+
+SESSION_COOKIE = "storefunnel_session"
+SESSION_DAYS = 14
 
 
 def install_dashboard(app: FastAPI) -> None:
     """Mount the dashboard's routes, static files and session middleware on ``app``."""
+    from storefunnel.web import overview, routes
+    from storefunnel.web.auth import LoginLimiter, LoginRequired, login_url
+    from storefunnel.web.csrf import CsrfRejected
+    from storefunnel.web.render import HERE, render
+
+    settings = get_settings()
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_DAYS * 24 * 3600,
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://"),
+    )
+    app.state.login_limiter = LoginLimiter(settings.login_attempts_per_minute)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    async def _login_required(request: Request, exc: Exception) -> Response:
+        target = login_url(exc.next_path if isinstance(exc, LoginRequired) else "/")
+        if request.headers.get("hx-request") == "true":
+            # An HTMX swap would follow a 303 and paste the login form into the page: send the browser instead.
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    async def _csrf_rejected(request: Request, exc: Exception) -> Response:
+        detail = str(exc)
+        if "text/html" in request.headers.get("accept", "") and request.headers.get("hx-request") != "true":
+            return render(request, "error.html", {"title": "Security check failed", "message": detail}, 403)
+        response: JSONResponse = problem(403, "CSRF check failed", detail, "csrf", request.url.path)
+        return response
+
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(CsrfRejected, _csrf_rejected)
+    app.include_router(routes.router)
+    app.include_router(overview.router)

@@ -1,0 +1,32 @@
+"""The one list of routes that answer without an API key or a dashboard session, and why each may.
+
+Everything else is private: the isolation test walks every route of the app and fails on any route
+that answers without credentials unless it is listed here. Adding an entry is a security decision.
+"""
+
+from __future__ import annotations
+
+# An entry ending in "/*" covers every path below that prefix; any other entry is one exact path
+# (FastAPI path templates, e.g. "/webhooks/shopify/{workspace_id}", are matched as written).
+PUBLIC_ROUTES: tuple[str, ...] = (
+    "/healthz",  # liveness probe for process managers and load balancers; returns no data
+    "/api/v1/openapi.json",  # the API description is public documentation
+    "/api/v1/docs",
+    "/docs/oauth2-redirect",  # part of the Swagger UI page
+    "/login",  # the dashboard login form and its POST
+    "/static/*",  # the dashboard's CSS, JS and vendored libraries
+    "/v1/*",  # Segment-compatible tracking: authenticated by the workspace's write key, not an API key
+    "/webhooks/*",  # store platform webhooks: authenticated by the HMAC signature of each body
+)
+
+
+def is_public(path: str, public_routes: tuple[str, ...] = PUBLIC_ROUTES) -> bool:
+    """Whether ``path`` (a concrete path or a route template) is reachable without credentials by design."""
+    for entry in public_routes:
+        if entry.endswith("/*"):
+            prefix = entry[:-1]
+            if path.startswith(prefix) or path == prefix[:-1]:
+                return True
+        elif path == entry:
+            return True
+    return False

@@ -1,0 +1,719 @@
+"""Set-based upsert of contacts, products, orders, lines and spend, shared by the store webhooks and the CSV import.
+
+A batch is staged into temporary tables (COPY on PostgreSQL, executemany on SQLite) and merged with a fixed
+handful of statements whatever its size: resolve the ids that exist, update only the rows that differ, insert
+the rest. Rows that would not change are not touched, so replaying a webhook or re-running an import changes
+nothing. Nothing here commits: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from storefunnel.orders.currencies import CURRENCY_CODES
+
+
+class RecordError(ValueError):
+    """A value that cannot be accepted; the message starts with the field it is about."""
+
+
+# ISO 4217 minor units; every other code has 2.
+_EXPONENTS: dict[str, int] = {
+    **dict.fromkeys(
+        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(),
+        0,
+    ),
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d*)?")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def currency_exponent(currency: str) -> int:
+    return _EXPONENTS.get(currency, 2)
+
+
+def check_currency(value: str | None, field: str) -> str:
+    code = (value or "").strip().upper()
+    if code not in CURRENCY_CODES:
+        raise RecordError(f"{field}: {value!r} is not an ISO 4217 currency code")
+    return code
+
+
+def to_minor(value: Any, currency: str, field: str) -> int:
+    """An amount such as "19.99" as integer minor units of ``currency``, exactly; sub-minor digits are refused."""
+    exponent = currency_exponent(currency)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value * 10**exponent
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        raise RecordError(f"{field}: an amount is required")
+    if exponent == 2 and len(text) > 3 and text[-3] == "." and text[:-3].isdigit() and text[-2:].isdigit():
+        return int(text[:-3]) * 100 + int(text[-2:])  # "12.50", by far the most common shape
+    if _PLAIN_NUMBER.fullmatch(text):
+        # Fast exact path for the common "123.45": integer arithmetic, no Decimal.
+        whole, _, frac = text.partition(".")
+        negative = whole.startswith("-")
+        digits = frac.rstrip("0")
+        if len(digits) > exponent:
+            raise RecordError(f"{field}: {text!r} has more than {exponent} decimals for {currency}")
+        minor = abs(int(whole)) * 10**exponent + (int(digits.ljust(exponent, "0")) if exponent else 0)
+        return -minor if negative else minor
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise RecordError(f"{field}: {text!r} is not a number") from None
+    if not number.is_finite():
+        raise RecordError(f"{field}: {text!r} is not a number")
+    scaled = number.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise RecordError(f"{field}: {text!r} has more than {exponent} decimals for {currency}")
+    return int(scaled)
+
+
+def clean_email(value: str | None, field: str = "email") -> str | None:
+    text = (value or "").strip().lower()
+    if not text:
+        return None
+    if len(text) > 254 or not EMAIL_RE.match(text):
+        raise RecordError(f"{field}: {value!r} is not an email address")
+    return text
+
+
+def clip(value: str | None, limit: int) -> str | None:
+    """Display text is cut to the column's length rather than refused; keys are checked, never cut."""
+    text = (value or "").strip()
+    return text[:limit] if text else None
+
+
+def utc_iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value else None
+
+
+@dataclass(slots=True)
+class ContactIn:
+    email: str | None = None
+    external_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    region: str | None = None
+    city: str | None = None
+    age_band: str | None = None
+    gender: str | None = None
+    traits: dict[str, Any] = field(default_factory=dict)
+    email_consent: bool | None = None
+    consent_source: str | None = None
+    consent_at: dt.datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"x:{self.external_id}" if self.external_id else f"e:{self.email}"
+
+    def merge(self, newer: ContactIn) -> None:
+        """Fold a later record of the same person into this one: its non-empty values win."""
+        for name in self.__slots__:
+            value = getattr(newer, name)
+            if name == "traits":
+                self.traits = {**self.traits, **value}
+            elif value is not None:
+                setattr(self, name, value)
+
+
+@dataclass(slots=True)
+class LineIn:
+    product_key: str
+    sku: str | None
+    name: str
+    quantity: int
+    unit_price: int
+    discount: int
+    total: int
+
+
+@dataclass(slots=True)
+class OrderIn:
+    source: str
+    external_id: str
+    placed_at: dt.datetime
+    currency: str
+    subtotal: int
+    discount: int
+    shipping: int
+    tax: int
+    total: int
+    status: str
+    contact: ContactIn | None = None
+    discount_codes: list[str] = field(default_factory=list)
+    properties: dict[str, Any] = field(default_factory=dict)
+    lines: list[LineIn] = field(default_factory=list)
+    source_updated_at: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class SpendIn:
+    day: dt.date
+    channel: str
+    campaign: str
+    cost: int
+    currency: str
+
+
+@dataclass
+class Counts:
+    """What a batch changed, by table; re-running the same batch gives created == updated == 0."""
+
+    values: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int) -> None:
+        self.values[name] = self.values.get(name, 0) + max(n, 0)
+
+    def merge(self, other: Counts) -> None:
+        for name, n in other.values.items():
+            self.add(name, n)
+
+    def __getitem__(self, name: str) -> int:
+        return self.values.get(name, 0)
+
+
+# --------------------------------------------------------------------------------------------- staging
+
+
+@dataclass(frozen=True)
+class _Stage:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    indexes: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c for c, _ in self.columns]
+
+
+_PG_TYPES = {"text": "text", "int": "bigint", "bool": "boolean", "ts": "timestamptz", "date": "date", "json": "text"}
+_SQLITE_TYPES = {"text": "TEXT", "int": "INTEGER", "bool": "INTEGER", "ts": "TEXT", "date": "TEXT", "json": "TEXT"}
+
+STAGE_CONTACTS = _Stage(
+    "sf_stage_contacts",
+    (
+        ("key", "text"),
+        ("email", "text"),
+        ("external_id", "text"),
+        ("first_name", "text"),
+        ("last_name", "text"),
+        ("phone", "text"),
+        ("country", "text"),
+        ("region", "text"),
+        ("city", "text"),
+        ("age_band", "text"),
+        ("gender", "text"),
+        ("traits", "json"),
+        ("email_consent", "bool"),
+        ("consent_source", "text"),
+        ("consent_at", "ts"),
+        ("contact_id", "int"),
+    ),
+    ("key", "email", "external_id"),
+)
+STAGE_PRODUCTS = _Stage(
+    "sf_stage_products",
+    (("sku", "text"), ("name", "text"), ("price", "int"), ("currency", "text"), ("product_id", "int")),
+    ("sku",),
+)
+STAGE_ORDERS = _Stage(
+    "sf_stage_orders",
+    (
+        ("source", "text"),
+        ("external_id", "text"),
+        ("contact_key", "text"),
+        ("contact_id", "int"),
+        ("placed_at", "ts"),
+        ("currency", "text"),
+        ("subtotal", "int"),
+        ("discount", "int"),
+        ("shipping", "int"),
+        ("tax", "int"),
+        ("total", "int"),
+        ("status", "text"),
+        ("discount_codes", "json"),
+        ("properties", "json"),
+        ("source_updated_at", "text"),
+        ("order_id", "int"),
+        ("changed", "bool"),
+    ),
+    ("external_id", "contact_key"),
+)
+STAGE_LINES = _Stage(
+    "sf_stage_lines",
+    (
+        ("external_id", "text"),
+        ("position", "int"),
+        ("product_key", "text"),
+        ("sku", "text"),
+        ("name", "text"),
+        ("quantity", "int"),
+        ("unit_price", "int"),
+        ("discount", "int"),
+        ("total", "int"),
+    ),
+    ("external_id",),
+)
+STAGE_SPEND = _Stage(
+    "sf_stage_spend",
+    (
+        ("day", "date"),
+        ("channel", "text"),
+        ("campaign", "text"),
+        ("cost", "int"),
+        ("currency", "text"),
+        ("spend_id", "int"),
+    ),
+)
+
+
+class _Db:
+    """The few places PostgreSQL and SQLite differ: staging, JSON and timestamps."""
+
+    def __init__(self, session: Session) -> None:
+        self.conn: Connection = session.connection()
+        self.pg = self.conn.dialect.name == "postgresql"
+        self.now = self.ts(dt.datetime.now(dt.UTC))
+
+    def ts(self, value: dt.datetime | None) -> Any:
+        if value is None:
+            return None
+        value = value.astimezone(dt.UTC)
+        # SQLAlchemy keeps SQLite datetimes as naive UTC text in exactly this layout.
+        return value if self.pg else value.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    def day(self, value: dt.date) -> Any:
+        return value if self.pg else value.isoformat()
+
+    def json(self, expr: str) -> str:
+        return f"CAST({expr} AS jsonb)" if self.pg else f"json({expr})"
+
+    def json_old(self, expr: str) -> str:
+        """A stored JSON column in a comparable form (SQLite keeps text, so normalise it)."""
+        return expr if self.pg else f"json({expr})"
+
+    def json_merge(self, old: str, new: str) -> str:
+        return f"({old} || CAST({new} AS jsonb))" if self.pg else f"json_patch({old}, {new})"
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column} ->> '{key}')" if self.pg else f"json_extract({column}, '$.{key}')"
+
+    def run(self, sql: str, params: dict[str, Any] | None = None) -> sa.CursorResult[Any]:
+        return self.conn.execute(sa.text(sql), params or {})
+
+    def stage(self, table: _Stage, rows: Iterable[Sequence[Any]]) -> None:
+        """(Re)create the temporary table empty and load ``rows`` into it in one round trip."""
+        types = _PG_TYPES if self.pg else _SQLITE_TYPES
+        cols = ", ".join(f"{c} {types[t]}" for c, t in table.columns)
+        names = ", ".join(table.column_names)
+        raw = self.conn.connection.driver_connection
+        if self.pg:
+            self.run(f"CREATE TEMP TABLE IF NOT EXISTS {table.name} ({cols}) ON COMMIT DROP")
+            self.run(f"TRUNCATE {table.name}")
+            with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+                for row in rows:
+                    copy.write_row(row)
+            for col in table.indexes:
+                self.run(f"CREATE INDEX IF NOT EXISTS {table.name}_{col} ON {table.name} ({col})")
+            self.run(f"ANALYZE {table.name}")
+        else:
+            self.run(f"CREATE TEMP TABLE IF NOT EXISTS {table.name} ({cols})")
+            self.run(f"DELETE FROM {table.name}")
+            for col in table.indexes:
+                self.run(f"CREATE INDEX IF NOT EXISTS temp.{table.name}_{col} ON {table.name} ({col})")
+            marks = ", ".join("?" * len(table.columns))
+            cur = raw.cursor()  # type: ignore[union-attr]
+            try:
+                cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+            finally:
+                cur.close()
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+
+
+def _changed(pairs: Sequence[tuple[str, str]]) -> str:
+    return " OR ".join(f"({new}) IS DISTINCT FROM ({old})" for old, new in pairs)
+
+
+# --------------------------------------------------------------------------------------------- contacts
+
+_CONTACT_TEXT = ("first_name", "last_name", "phone", "country", "region", "city", "age_band", "gender")
+
+
+def _contact_row(db: _Db, c: ContactIn) -> tuple[Any, ...]:
+    return (
+        c.key,
+        c.email,
+        c.external_id,
+        *(getattr(c, name) for name in _CONTACT_TEXT),
+        _dumps(c.traits) if c.traits else None,
+        c.email_consent,
+        c.consent_source,
+        db.ts(c.consent_at),
+        None,
+    )
+
+
+def _resolve_contacts(db: _Db, ws: int) -> None:
+    s = STAGE_CONTACTS.name
+    db.run(
+        f"UPDATE {s} SET contact_id = (SELECT c.id FROM contacts c WHERE c.workspace_id = :ws "
+        f"AND c.external_id = {s}.external_id) WHERE contact_id IS NULL AND external_id IS NOT NULL",
+        {"ws": ws},
+    )
+    db.run(
+        f"UPDATE {s} SET contact_id = (SELECT c.id FROM contacts c WHERE c.workspace_id = :ws "
+        f"AND c.email = {s}.email) WHERE contact_id IS NULL AND email IS NOT NULL",
+        {"ws": ws},
+    )
+
+
+def merge_contacts(session: Session, ws: int, contacts: Iterable[ContactIn], *, overwrite: bool) -> Counts:
+    """Insert new contacts and update known ones (matched by external id, then email).
+
+    ``overwrite``: the batch is the source of truth (a contacts file, a platform's customer record), so its
+    non-empty values replace stored ones. Otherwise (details copied from an order) it only fills gaps and can
+    grant consent but never withdraw it. Consent is never granted to someone who unsubscribed.
+    """
+    db = _Db(session)
+    unique: dict[str, ContactIn] = {}
+    for c in contacts:
+        if c.email is None and c.external_id is None:
+            continue
+        if c.key in unique:
+            unique[c.key].merge(c)
+        else:
+            unique[c.key] = c
+    counts = Counts()
+    db.stage(STAGE_CONTACTS, [_contact_row(db, c) for c in unique.values()])
+    if not unique:
+        return counts
+    s = STAGE_CONTACTS.name
+    _resolve_contacts(db, ws)
+    text_cols = ", ".join(_CONTACT_TEXT)
+    traits = db.json("COALESCE(traits, '{}')")
+    inserted = db.run(
+        f"INSERT INTO contacts (workspace_id, email, external_id, {text_cols}, traits, email_consent, "
+        f"consent_source, consent_at, created_at, updated_at) "
+        f"SELECT :ws, email, external_id, {text_cols}, {traits}, "
+        f"COALESCE(email_consent, {'false' if db.pg else '0'}), "
+        f"CASE WHEN email_consent THEN consent_source END, CASE WHEN email_consent THEN consent_at END, :now, :now "
+        f"FROM {s} WHERE contact_id IS NULL ON CONFLICT DO NOTHING",
+        {"ws": ws, "now": db.now},
+    ).rowcount
+    counts.add("contacts_created", inserted)
+    _resolve_contacts(db, ws)
+
+    t = "contacts"
+    sets: list[tuple[str, str]] = []
+    for col in _CONTACT_TEXT:
+        new = f"COALESCE({s}.{col}, {t}.{col})" if overwrite else f"COALESCE({t}.{col}, {s}.{col})"
+        sets.append((col, new))
+    for col in ("email", "external_id"):
+        # Fill a missing key, unless another contact already holds it (the unique constraint would refuse).
+        sets.append(
+            (
+                col,
+                f"CASE WHEN {t}.{col} IS NULL AND {s}.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM contacts c2 "
+                f"WHERE c2.workspace_id = :ws AND c2.{col} = {s}.{col}) THEN {s}.{col} ELSE {t}.{col} END",
+            )
+        )
+    sets.append(
+        (
+            "traits",
+            f"CASE WHEN {s}.traits IS NULL THEN {t}.traits ELSE {db.json_merge(f'{t}.traits', f'{s}.traits')} END",
+        )
+    )
+    if overwrite:
+        consent = (
+            f"CASE WHEN {s}.email_consent IS NULL THEN {t}.email_consent "
+            f"WHEN {s}.email_consent AND {t}.unsubscribed_at IS NOT NULL THEN {t}.email_consent "
+            f"ELSE {s}.email_consent END"
+        )
+    else:
+        consent = (
+            f"CASE WHEN {s}.email_consent AND {t}.unsubscribed_at IS NULL THEN {s}.email_consent "
+            f"ELSE {t}.email_consent END"
+        )
+    granted = f"(({consent}) AND NOT {t}.email_consent)"
+    sets.append(("consent_source", f"CASE WHEN {granted} THEN {s}.consent_source ELSE {t}.consent_source END"))
+    sets.append(("consent_at", f"CASE WHEN {granted} THEN COALESCE({s}.consent_at, :now) ELSE {t}.consent_at END"))
+    sets.append(("email_consent", consent))
+    compare = [
+        (db.json_old(f"{t}.{col}"), db.json_old(new)) if col == "traits" else (f"{t}.{col}", new)
+        for col, new in sets
+        if col not in ("consent_source", "consent_at")
+    ]
+    assignments = ", ".join(f"{col} = {new}" for col, new in sets)
+    updated = db.run(
+        f"UPDATE {t} SET {assignments}, updated_at = :now FROM {s} "
+        f"WHERE {t}.id = {s}.contact_id AND {t}.workspace_id = :ws AND ({_changed(compare)})",
+        {"ws": ws, "now": db.now},
+    ).rowcount
+    counts.add("contacts_updated", updated)
+    return counts
+
+
+def contact_ids(session: Session) -> dict[str, int]:
+    """The staged contacts' keys and ids, after :func:`merge_contacts`."""
+    rows = session.connection().execute(
+        sa.text(f"SELECT key, contact_id FROM {STAGE_CONTACTS.name} WHERE contact_id IS NOT NULL")
+    )
+    return {key: int(cid) for key, cid in rows}
+
+
+# --------------------------------------------------------------------------------------------- products
+
+
+def _merge_products(db: _Db, ws: int, products: dict[str, tuple[str, int, str]]) -> Counts:
+    """New products by key (sku, or a platform key when a line has none); the catalogue is not overwritten."""
+    counts = Counts()
+    db.stage(STAGE_PRODUCTS, [(k, name, price, cur, None) for k, (name, price, cur) in products.items()])
+    if not products:
+        return counts
+    s = STAGE_PRODUCTS.name
+    resolve = (
+        f"UPDATE {s} SET product_id = (SELECT p.id FROM products p WHERE p.workspace_id = :ws AND p.sku = {s}.sku) "
+        f"WHERE product_id IS NULL"
+    )
+    db.run(resolve, {"ws": ws})
+    inserted = db.run(
+        f"INSERT INTO products (workspace_id, sku, name, price, currency, created_at) "
+        f"SELECT :ws, sku, name, price, currency, :now FROM {s} WHERE product_id IS NULL ON CONFLICT DO NOTHING",
+        {"ws": ws, "now": db.now},
+    ).rowcount
+    counts.add("products_created", inserted)
+    if inserted:
+        db.run(resolve, {"ws": ws})
+    return counts
+
+
+# --------------------------------------------------------------------------------------------- orders
+
+_ORDER_COLS = ("placed_at", "currency", "subtotal", "discount", "shipping", "tax", "total", "status")
+
+
+def lines_digest(lines: Sequence[LineIn]) -> str:
+    """A fingerprint of an order's lines, so an unchanged order keeps its line rows untouched."""
+    text = "\n".join(
+        f"{ln.product_key}|{ln.sku}|{ln.name}|{ln.quantity}|{ln.unit_price}|{ln.discount}|{ln.total}" for ln in lines
+    )
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def upsert_orders(session: Session, ws: int, orders: Iterable[OrderIn], *, overwrite_contacts: bool) -> Counts:
+    """Upsert a batch of orders with their customers, products and lines, keyed by (source, external id).
+
+    An order whose stored copy is newer (``source_updated_at``) is left alone: platforms do not promise to
+    deliver webhooks in order. The lines of a created or changed order are replaced as a whole.
+    """
+    db = _Db(session)
+    unique: dict[tuple[str, str], OrderIn] = {}
+    for o in orders:
+        unique[(o.source, o.external_id)] = o
+    counts = Counts()
+    contacts = [o.contact for o in unique.values() if o.contact is not None]
+    counts.merge(merge_contacts(session, ws, contacts, overwrite=overwrite_contacts))
+    products: dict[str, tuple[str, int, str]] = {}
+    for o in unique.values():
+        for ln in o.lines:
+            products.setdefault(ln.product_key, (ln.name[:300], ln.unit_price, o.currency))
+    counts.merge(_merge_products(db, ws, products))
+
+    order_rows = []
+    line_rows = []
+    for o in unique.values():
+        props = {**o.properties, "lines_digest": lines_digest(o.lines)}
+        updated_at = utc_iso(o.source_updated_at)
+        if updated_at:
+            props["source_updated_at"] = updated_at
+        contact_key = o.contact.key if o.contact and (o.contact.email or o.contact.external_id) else None
+        order_rows.append(
+            (
+                o.source,
+                o.external_id,
+                contact_key,
+                None,
+                db.ts(o.placed_at),
+                o.currency,
+                o.subtotal,
+                o.discount,
+                o.shipping,
+                o.tax,
+                o.total,
+                o.status,
+                _dumps(o.discount_codes),
+                _dumps(props),
+                updated_at,
+                None,
+                False,
+            )
+        )
+        for i, ln in enumerate(o.lines):
+            line_rows.append(
+                (
+                    o.external_id,
+                    i,
+                    ln.product_key,
+                    ln.sku,
+                    ln.name[:300],
+                    ln.quantity,
+                    ln.unit_price,
+                    ln.discount,
+                    ln.total,
+                )
+            )
+    db.stage(STAGE_ORDERS, order_rows)
+    db.stage(STAGE_LINES, line_rows)
+    if not order_rows:
+        return counts
+    s, t = STAGE_ORDERS.name, "orders"
+    true = "true" if db.pg else "1"
+    db.run(
+        f"UPDATE {s} SET contact_id = (SELECT sc.contact_id FROM {STAGE_CONTACTS.name} sc "
+        f"WHERE sc.key = {s}.contact_key) WHERE contact_key IS NOT NULL"
+    )
+    db.run(
+        f"UPDATE {s} SET order_id = (SELECT o.id FROM orders o WHERE o.workspace_id = :ws AND o.source = {s}.source "
+        f"AND o.external_id = {s}.external_id)",
+        {"ws": ws},
+    )
+    sets = [(col, f"{s}.{col}") for col in _ORDER_COLS]
+    sets.append(("contact_id", f"COALESCE({s}.contact_id, {t}.contact_id)"))
+    sets.append(("discount_codes", db.json(f"{s}.discount_codes")))
+    sets.append(("properties", db.json_merge(f"{t}.properties", f"{s}.properties")))
+    compare = [
+        (db.json_old(f"{t}.{c}"), db.json_old(n)) if c in ("discount_codes", "properties") else (f"{t}.{c}", n)
+        for c, n in sets
+    ]
+    stored_at = db.json_text(f"{t}.properties", "source_updated_at")
+    not_stale = f"({s}.source_updated_at IS NULL OR {stored_at} IS NULL OR {stored_at} <= {s}.source_updated_at)"
+    # Mark first, then update what is marked: both backends then agree on which orders changed.
+    db.run(
+        f"UPDATE {s} SET changed = {true} WHERE order_id IS NOT NULL AND EXISTS (SELECT 1 FROM {t} "
+        f"WHERE {t}.id = {s}.order_id AND {not_stale} AND ({_changed(compare)}))"
+    )
+    assignments = ", ".join(f"{col} = {new}" for col, new in sets)
+    updated = db.run(
+        f"UPDATE {t} SET {assignments}, updated_at = :now FROM {s} "
+        f"WHERE {t}.id = {s}.order_id AND {t}.workspace_id = :ws AND {s}.changed = {true}",
+        {"ws": ws, "now": db.now},
+    ).rowcount
+    counts.add("orders_updated", updated)
+    inserted = db.run(
+        f"INSERT INTO {t} (workspace_id, contact_id, source, external_id, {', '.join(_ORDER_COLS)}, discount_codes, "
+        f"properties, created_at, updated_at) SELECT :ws, contact_id, source, external_id, {', '.join(_ORDER_COLS)}, "
+        f"{db.json('discount_codes')}, {db.json('properties')}, :now, :now FROM {s} WHERE order_id IS NULL "
+        f"ON CONFLICT DO NOTHING",
+        {"ws": ws, "now": db.now},
+    ).rowcount
+    counts.add("orders_created", inserted)
+    if inserted:
+        db.run(
+            f"UPDATE {s} SET changed = {true}, order_id = (SELECT o.id FROM orders o WHERE o.workspace_id = :ws "
+            f"AND o.source = {s}.source AND o.external_id = {s}.external_id) WHERE order_id IS NULL",
+            {"ws": ws},
+        )
+    counts.add("orders_unchanged", len(order_rows) - updated - inserted)
+    if updated or inserted:
+        if updated:
+            db.run(
+                f"DELETE FROM order_lines WHERE workspace_id = :ws AND order_id IN "
+                f"(SELECT order_id FROM {s} WHERE changed = {true})",
+                {"ws": ws},
+            )
+        written = db.run(
+            f"INSERT INTO order_lines (workspace_id, order_id, product_id, sku, name, quantity, unit_price, "
+            f"discount, total) SELECT :ws, o.order_id, p.product_id, l.sku, l.name, l.quantity, l.unit_price, "
+            f"l.discount, l.total "
+            f"FROM {STAGE_LINES.name} l JOIN {s} o ON o.external_id = l.external_id "
+            f"LEFT JOIN {STAGE_PRODUCTS.name} p ON p.sku = l.product_key "
+            f"WHERE o.changed = {true} AND o.order_id IS NOT NULL ORDER BY o.order_id, l.position",
+            {"ws": ws},
+        ).rowcount
+        counts.add("lines_written", written)
+    return counts
+
+
+# --------------------------------------------------------------------------------------------- spend
+
+
+def upsert_spend(session: Session, ws: int, spend: Iterable[SpendIn]) -> Counts:
+    """Spend keyed by (day, channel, campaign): a new cost for the same key replaces the old one."""
+    db = _Db(session)
+    unique: dict[tuple[dt.date, str, str], SpendIn] = {}
+    for row in spend:
+        unique[(row.day, row.channel, row.campaign)] = row
+    counts = Counts()
+    db.stage(STAGE_SPEND, [(db.day(r.day), r.channel, r.campaign, r.cost, r.currency, None) for r in unique.values()])
+    if not unique:
+        return counts
+    s = STAGE_SPEND.name
+    db.run(
+        f"UPDATE {s} SET spend_id = (SELECT x.id FROM spend x WHERE x.workspace_id = :ws AND x.day = {s}.day "
+        f"AND x.channel = {s}.channel AND x.campaign = {s}.campaign)",
+        {"ws": ws},
+    )
+    updated = db.run(
+        f"UPDATE spend SET cost = {s}.cost, currency = {s}.currency FROM {s} WHERE spend.id = {s}.spend_id "
+        f"AND spend.workspace_id = :ws AND (spend.cost <> {s}.cost OR spend.currency <> {s}.currency)",
+        {"ws": ws},
+    ).rowcount
+    inserted = db.run(
+        f"INSERT INTO spend (workspace_id, day, channel, campaign, cost, currency) "
+        f"SELECT :ws, day, channel, campaign, cost, currency FROM {s} WHERE spend_id IS NULL ON CONFLICT DO NOTHING",
+        {"ws": ws},
+    ).rowcount
+    counts.add("spend_created", inserted)
+    counts.add("spend_updated", updated)
+    counts.add("spend_unchanged", len(unique) - inserted - updated)
+    return counts
+
+
+def record_receipt(session: Session, ws: int, source: str, key: str) -> bool:
+    """Note a delivery id; False when it was already noted (a replay), in which case nothing else should run."""
+    db = _Db(session)
+    inserted = db.run(
+        "INSERT INTO receipts (workspace_id, source, key, received_at) VALUES (:ws, :source, :key, :now) "
+        "ON CONFLICT DO NOTHING",
+        {"ws": ws, "source": source, "key": key[:200], "now": db.now},
+    ).rowcount
+    return inserted == 1
+
+
+def parse_datetime(value: Any, field: str, default_tz: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """ISO 8601 or Shopify's export layout ("2025-10-07 09:50:26 +0200"); a time without offset is in ``default_tz``."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        raise RecordError(f"{field}: a date and time is required")
+    if len(text) > 6 and text[-6] == " " and text[-5] in "+-":
+        text = text[:-6] + text[-5:]
+    elif text.endswith(" UTC"):
+        text = text[:-4] + "+00:00"
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise RecordError(f"{field}: {value!r} is not a date and time (expected ISO 8601)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=default_tz)
+    return moment.astimezone(dt.UTC)
