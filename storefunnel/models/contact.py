@@ -72,7 +72,7 @@ class Identity(WorkspaceScoped, Base):
     __tablename__ = "identities"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "anonymous_id", name="uq_identities_workspace_anonymous_id"),
-        sa.Index("ix_identities_contact", "workspace_id", "contact_id"),
+        sa.Index("ix_identities_contact", "contact_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -83,7 +83,7 @@ class Identity(WorkspaceScoped, Base):
 
 class StageChange(WorkspaceScoped, Base):
     __tablename__ = "stage_changes"
-    __table_args__ = (sa.Index("ix_stage_changes_contact", "workspace_id", "contact_id", "changed_at"),)
+    __table_args__ = (sa.Index("ix_stage_changes_contact", "contact_id", "changed_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     contact_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"))

@@ -29,7 +29,7 @@ class Order(WorkspaceScoped, Base):
     __tablename__ = "orders"
     __table_args__ = (
         sa.UniqueConstraint("workspace_id", "source", "external_id", name="uq_orders_workspace_source_ext"),
-        sa.Index("ix_orders_contact_time", "workspace_id", "contact_id", "placed_at"),
+        sa.Index("ix_orders_contact_time", "contact_id", "placed_at"),
         sa.Index("ix_orders_time", "workspace_id", "placed_at"),
     )
 
@@ -56,8 +56,8 @@ class Order(WorkspaceScoped, Base):
 class OrderLine(WorkspaceScoped, Base):
     __tablename__ = "order_lines"
     __table_args__ = (
-        sa.Index("ix_order_lines_order", "workspace_id", "order_id"),
-        sa.Index("ix_order_lines_product", "workspace_id", "product_id"),
+        sa.Index("ix_order_lines_order", "order_id"),
+        sa.Index("ix_order_lines_product", "product_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

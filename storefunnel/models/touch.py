@@ -15,7 +15,7 @@ from storefunnel.models.workspace import WorkspaceScoped
 class Touch(WorkspaceScoped, Base):
     __tablename__ = "touches"
     __table_args__ = (
-        sa.Index("ix_touches_contact_time", "workspace_id", "contact_id", "occurred_at"),
+        sa.Index("ix_touches_contact_time", "contact_id", "occurred_at"),
         sa.Index("ix_touches_anonymous", "workspace_id", "anonymous_id"),
         sa.Index("ix_touches_time", "workspace_id", "occurred_at"),
         sa.UniqueConstraint("workspace_id", "message_id", name="uq_touches_workspace_message_id"),
