@@ -209,8 +209,8 @@ def median_time(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--contacts", type=int, default=100_000)
-    parser.add_argument("--orders", type=int, default=150_000)
+    parser.add_argument("--contacts", type=int, default=50_000)
+    parser.add_argument("--orders", type=int, default=75_000)
     args = parser.parse_args()
     c_rows, o_rows = make_rows(args.contacts, args.orders)
     print(f"store: {args.contacts:,} contacts, {args.orders:,} orders over 730 days; timezone {TZ}; median of {RUNS}")

@@ -26,9 +26,9 @@ TOUCHES: sa.Table = Touch.__table__  # type: ignore[assignment]
 ORDERS: sa.Table = Order.__table__  # type: ignore[assignment]
 CHANGES: sa.Table = StageChange.__table__  # type: ignore[assignment]
 
-# Same-instant order: creation, window end, lapse, touch, order (a touch at the very second of an order
+# Same-instant order: window end, lapse, creation, touch, order (a touch at the very second of an order
 # happened before it, so it cannot be that order's thank-you).
-PRIO_CREATED, PRIO_WINDOW_END, PRIO_LAPSE, PRIO_TOUCH, PRIO_ORDER = 0, 1, 2, 3, 4
+PRIO_WINDOW_END, PRIO_LAPSE, PRIO_CREATED, PRIO_TOUCH, PRIO_ORDER = 0, 1, 2, 3, 4
 
 
 def add_days(expr: ColumnElement[Any], days: int, dialect: str) -> ColumnElement[dt.datetime]:
@@ -170,18 +170,20 @@ def history_select(
     ).where(sa.or_(nxo.c.next_order_at.is_(None), nxo.c.next_order_at > window_due), window_due <= cutoff)
 
     rows = sa.union_all(sa.select(facts), lapses, window_ends).subquery("cycle_rows")
+    # Every window below uses this one ordering, so the database sorts the rows once and streams the rest.
     order = (rows.c.at, rows.c.prio, rows.c.src)
     running: dict[str, Any] = {"partition_by": rows.c.cid, "order_by": order, "rows": (None, 0)}
     l1 = sa.select(
         rows,
         sa.func.sum(rows.c.is_order).over(**running).label("n_orders"),
         sa.func.max(sa.case((rows.c.is_order == 1, rows.c.at))).over(**running).label("last_order_at"),
-        sa.func.sum(sa.case((rows.c.kind == LAPSE, 1), else_=0)).over(**running).label("n_lapses"),
+        sa.func.max(sa.case((rows.c.kind == LAPSE, rows.c.at))).over(**running).label("last_lapse_at"),
+        sa.func.max(sa.case((rows.c.intent == 1, rows.c.at))).over(**running).label("last_intent_at"),
     ).subquery("cycle_running")
 
     in_window = sa.and_(l1.c.n_orders > 0, l1.c.at < add_days(l1.c.last_order_at, window, dialect))
-    thank_ok = sa.case((sa.and_(l1.c.thank == 1, in_window), 1), else_=0)
-    l1_order = (l1.c.at, l1.c.prio, l1.c.src)
+    thank_ok = sa.and_(l1.c.thank == 1, in_window)
+    running1: dict[str, Any] = {"partition_by": l1.c.cid, "order_by": (l1.c.at, l1.c.prio, l1.c.src)}
     l2 = sa.select(
         l1.c.cid,
         l1.c.at,
@@ -190,20 +192,30 @@ def history_select(
         l1.c.kind,
         l1.c.intent,
         l1.c.n_orders,
+        l1.c.last_order_at,
         sa.case((in_window, 1), else_=0).label("in_window"),
-        thank_ok.label("thank_ok"),
-        sa.func.max(thank_ok)
-        .over(partition_by=(l1.c.cid, l1.c.n_orders), order_by=l1_order, rows=(None, 0))
-        .label("thanked"),
-        sa.func.max(l1.c.intent)
-        .over(partition_by=(l1.c.cid, l1.c.n_lapses), order_by=l1_order, rows=(None, 0))
-        .label("intended"),
+        sa.case((thank_ok, 1), else_=0).label("thank_ok"),
+        # No touch shares an instant with a lapse, and a thank-you at the instant of an order precedes it,
+        # so "since the last lapse / order" is a strict comparison of times.
+        sa.case(
+            (
+                sa.and_(
+                    l1.c.last_intent_at.is_not(None),
+                    sa.or_(l1.c.last_lapse_at.is_(None), l1.c.last_intent_at > l1.c.last_lapse_at),
+                ),
+                1,
+            ),
+            else_=0,
+        ).label("intended"),
+        sa.func.max(sa.case((thank_ok, l1.c.at))).over(**running1, rows=(None, 0)).label("last_thank_at"),
+        sa.func.lead(l1.c.at).over(**running1).label("next_at"),
     ).subquery("cycle_flags")
 
+    thanked = sa.and_(l2.c.last_thank_at.is_not(None), l2.c.last_thank_at > l2.c.last_order_at)
     stage = sa.case(
         (l2.c.kind == LAPSE, Stage.lapsed.value),
         (l2.c.kind == WINDOW_END, Stage.keeping_in_touch.value),
-        (sa.and_(l2.c.in_window == 1, l2.c.thanked == 1), Stage.thanked.value),
+        (sa.and_(l2.c.in_window == 1, thanked), Stage.thanked.value),
         (l2.c.in_window == 1, Stage.buying.value),
         (l2.c.n_orders > 0, Stage.keeping_in_touch.value),
         (l2.c.intended == 1, Stage.conversion.value),
@@ -214,38 +226,32 @@ def history_select(
         (sa.and_(l2.c.kind == TOUCH, l2.c.intent == 1, l2.c.n_orders == 0), INTENT),
         else_=l2.c.kind,
     )
-    l3 = sa.select(
-        l2.c.cid,
-        l2.c.at,
-        stage.label("stage"),
-        reason.label("reason"),
-        sa.func.row_number()
-        .over(partition_by=(l2.c.cid, l2.c.at), order_by=(l2.c.prio.desc(), l2.c.src.desc()))
-        .label("rn"),
-    ).subquery("cycle_stages")
     # Only the last row of an instant counts; then keep the instants where the stage changes.
-    l4 = (
+    l3 = (
         sa.select(
-            l3.c.cid,
-            l3.c.at,
-            l3.c.stage,
-            l3.c.reason,
-            sa.func.lag(l3.c.stage).over(partition_by=l3.c.cid, order_by=l3.c.at).label("prev"),
+            l2.c.cid,
+            l2.c.at,
+            stage.label("stage"),
+            reason.label("reason"),
+            sa.func.lag(stage).over(partition_by=l2.c.cid, order_by=(l2.c.at, l2.c.prio, l2.c.src)).label("prev"),
         )
-        .where(l3.c.rn == 1)
+        .where(sa.or_(l2.c.next_at.is_(None), l2.c.next_at != l2.c.at))
         .subquery("cycle_instants")
     )
     return sa.select(
-        l4.c.cid.label("contact_id"),
-        l4.c.at.label("changed_at"),
-        l4.c.prev.label("from_stage"),
-        l4.c.stage.label("stage"),
-        l4.c.reason.label("reason"),
-    ).where(sa.or_(l4.c.prev.is_(None), l4.c.prev != l4.c.stage))
+        l3.c.cid.label("contact_id"),
+        l3.c.at.label("changed_at"),
+        l3.c.prev.label("from_stage"),
+        l3.c.stage.label("stage"),
+        l3.c.reason.label("reason"),
+    ).where(sa.or_(l3.c.prev.is_(None), l3.c.prev != l3.c.stage))
 
 
 def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules, as_of: dt.datetime) -> int:
     """Replace the workspace's whole history (delete + insert) and return the number of transitions."""
+    if dialect == "postgresql":
+        # One big sort of all facts: let it happen in memory rather than spill (this transaction only).
+        session.execute(sa.text("SET LOCAL work_mem = '256MB'"))
     session.execute(sa.delete(CHANGES).where(CHANGES.c.workspace_id == workspace_id))
     hist = history_select(dialect, workspace_id, rules, as_of).subquery("cycle_history")
     source = sa.select(

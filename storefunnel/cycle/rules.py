@@ -120,7 +120,7 @@ def replay(
     """The stage history of one contact, event by event (see docs/cycle.md for every edge case).
 
     Facts after ``as_of`` are ignored; timed transitions (window end, lapse) happen at their due time if it is
-    not after ``as_of``. At equal times: window end, then lapse, then the touch, then the order. When several
+    not after ``as_of``. At equal times: window end, then lapse, then creation, touches, orders. When several
     things happen at one instant only the stage after the last of them is recorded.
     """
     window = dt.timedelta(days=rules.thank_you_window_days)

@@ -1,8 +1,13 @@
-"""Writing a request's accepted messages: one statement per table for touches, idempotent by ``messageId``.
+"""Writing a request's accepted messages: one statement for all its touches, idempotent by ``messageId``.
 
 Touches are deduplicated by the unique (workspace_id, message_id) on ``touches``; identify, alias and group
 leave a ``receipts`` row (source ``segment``) so a replay changes nothing. Both use INSERT … ON CONFLICT DO
 NOTHING, which also settles two concurrent deliveries of the same message.
+
+The touch INSERT is the hot path of the tracking API, so it skips the ORM and SQLAlchemy's per-value bind
+processing: rows are tuples already in wire form, sent as one driver-level statement per request (an
+``executemany`` on SQLite, one INSERT … SELECT FROM unnest(arrays) on PostgreSQL), and an anonymous touch's
+contact is looked up inside that statement instead of in a separate round trip.
 """
 
 from __future__ import annotations
@@ -14,65 +19,102 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.types import NullType
 
 from storefunnel.db import utcnow
 from storefunnel.ingest import identity
 from storefunnel.ingest.channels import attribute
-from storefunnel.ingest.identity import obj
 from storefunnel.ingest.segment import TOUCH_TYPES, Message
-from storefunnel.models import Receipt, Touch
+from storefunnel.models import Receipt
 
 RECEIPT_SOURCE = "segment"
-TOUCH_TABLE: sa.Table = Touch.__table__  # type: ignore[assignment]
 RECEIPT_TABLE: sa.Table = Receipt.__table__  # type: ignore[assignment]
-# The same table with untyped columns: rows arrive already in wire form (JSON text from orjson, timestamps
-# as the driver wants them), which skips SQLAlchemy's per-value bind processing on the hot path.
-RAW_TOUCH_TABLE = sa.Table(
-    "touches", sa.MetaData(), *(sa.Column(c.name, NullType()) for c in TOUCH_TABLE.c if c.name != "id")
+TEXT_LIMIT = 200  # the width of touches.event/source/medium/campaign/content/term
+TOUCH_COLUMNS = (
+    "contact_id, anonymous_id, occurred_at, kind, event, channel, source, medium, campaign, content, term, url, "
+    "referrer, properties, message_id"
 )
-SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite, so comparisons still hold
+# One row of VALUES per touch; a touch without a known contact takes its anonymous id's, if that id is stitched.
+SQLITE_INSERT = (
+    f"INSERT INTO touches (workspace_id, {TOUCH_COLUMNS}) VALUES (?, coalesce(?, (SELECT contact_id FROM identities "
+    "WHERE workspace_id = ? AND anonymous_id = ?)), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+)
+# One statement for the whole request: the rows arrive as one JSON array of arrays, which orjson writes in C,
+# where psycopg would escape a text array element by element in Python.
+POSTGRES_INSERT = (
+    f"INSERT INTO touches (workspace_id, {TOUCH_COLUMNS}) "
+    "SELECT %s, coalesce((r->>0)::bigint, (SELECT i.contact_id FROM identities i "
+    "WHERE i.workspace_id = %s AND i.anonymous_id = r->>1)), "
+    "r->>1, (r->>2)::timestamptz, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, r->>12, "
+    "(r->13)::jsonb, r->>14 "
+    "FROM json_array_elements(%s::json) WITH ORDINALITY AS e(r, n) "
+    "ORDER BY n "
+    "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+)
+UTC = dt.UTC
 
 
-def _text(value: Any, limit: int) -> str | None:
+def _text(value: Any) -> str | None:
     if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = str(value)
-    return text[:limit] if text else None
+    text = value if isinstance(value, str) else str(value)
+    return text[:TEXT_LIMIT] if text else None
 
 
-def _touch_row(workspace_id: int, msg: Message, contact_id: int | None) -> dict[str, Any]:
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def touch_row(msg: Message, contact_id: int | None, sqlite: bool) -> tuple[Any, ...]:
+    """One touch as the tuple of TOUCH_COLUMNS, values in the form the driver takes them."""
     body = msg.body
-    properties = obj(body.get("properties"))
-    context = obj(body.get("context"))
-    page = obj(context.get("page"))
-    url = properties.get("url") or page.get("url")
-    referrer = properties.get("referrer") or page.get("referrer")
-    url = url if isinstance(url, str) else None
-    referrer = referrer if isinstance(referrer, str) else None
-    campaign = obj(context.get("campaign"))
-    if msg.type == "screen":
+    properties = _dict(body.get("properties"))
+    context = _dict(body.get("context"))
+    kind = msg.type
+    if kind == "screen":  # apps have no URL: only context.campaign can tag a screen
         url = referrer = None
-    attr = attribute(url, referrer, campaign)
-    event = body.get("event") if msg.type == "track" else body.get("name") or properties.get("name")
-    return {
-        "workspace_id": workspace_id,
-        "contact_id": contact_id,
-        "anonymous_id": msg.anonymous_id,
-        "occurred_at": msg.occurred_at,
-        "kind": msg.type,
-        "event": _text(event, 200),
-        "channel": attr.channel,
-        "source": _text(attr.source, 200),
-        "medium": _text(attr.medium, 200),
-        "campaign": _text(attr.campaign, 200),
-        "content": _text(attr.content, 200),
-        "term": _text(attr.term, 200),
-        "url": url,
-        "referrer": referrer,
-        "properties": properties,
-        "message_id": msg.message_id,
-    }
+    else:
+        page = _dict(context.get("page"))
+        url = properties.get("url") or page.get("url")
+        referrer = properties.get("referrer") or page.get("referrer")
+        url = url if isinstance(url, str) else None
+        referrer = referrer if isinstance(referrer, str) else None
+    campaign = context.get("campaign")
+    attr = attribute(url, referrer, campaign if isinstance(campaign, dict) else None)
+    event = body.get("event") if kind == "track" else body.get("name") or properties.get("name")
+    when = msg.occurred_at
+    if sqlite:
+        # how SQLAlchemy stores DateTime on SQLite (naive UTC, microseconds always shown), so comparisons hold
+        when = when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return (
+        contact_id,
+        msg.anonymous_id,
+        when,
+        kind,
+        _text(event),
+        attr.channel,
+        _text(attr.source),
+        _text(attr.medium),
+        _text(attr.campaign),
+        _text(attr.content),
+        _text(attr.term),
+        url,
+        referrer,
+        orjson.dumps(properties).decode() if sqlite else properties,
+        msg.message_id,
+    )
+
+
+def insert_touches(session: Session, workspace_id: int, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert the rows built by :func:`touch_row` in one driver-level statement, skipping known message ids."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        params = [(workspace_id, r[0], workspace_id, r[1], *r[1:]) for r in rows]
+        connection.exec_driver_sql(SQLITE_INSERT, params)
+    else:
+        connection.exec_driver_sql(POSTGRES_INSERT, (workspace_id, workspace_id, orjson.dumps(rows).decode()))
 
 
 def claim_receipts(session: Session, workspace_id: int, keys: Sequence[str]) -> set[str]:
@@ -90,21 +132,6 @@ def claim_receipts(session: Session, workspace_id: int, keys: Sequence[str]) -> 
     return {r[0] for r in result.all()}
 
 
-def insert_touches(session: Session, rows: list[dict[str, Any]]) -> None:
-    """One executemany INSERT … ON CONFLICT DO NOTHING for the whole request."""
-    if not rows:
-        return
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    for row in rows:
-        row["properties"] = orjson.dumps(row["properties"]).decode()
-        when = row["occurred_at"].astimezone(dt.UTC)
-        row["occurred_at"] = when.replace(tzinfo=None).strftime(SQLITE_DATETIME) if sqlite else when
-    stmt = identity.insert_for(session, RAW_TOUCH_TABLE).on_conflict_do_nothing(
-        index_elements=["workspace_id", "message_id"]
-    )
-    session.execute(stmt, rows)
-
-
 def ingest(session: Session, workspace_id: int, messages: Iterable[Message]) -> None:
     """Store a request's valid messages: profiles first, then touches in bulk, then stitching and leads."""
     unique: dict[str, Message] = {}
@@ -115,41 +142,34 @@ def ingest(session: Session, workspace_id: int, messages: Iterable[Message]) -> 
 
     stitched: set[str] = set()
     leads: list[identity.LeadCandidate] = []
-    fresh = claim_receipts(session, workspace_id, [m.message_id for m in profiles])
-    for msg in profiles:
-        if msg.message_id not in fresh:
-            continue
-        if msg.type == "identify":
-            _, lead = identity.identify(session, workspace_id, msg)
-            if lead is not None:
-                leads.append(lead)
-        elif msg.type == "alias":
-            identity.alias(session, workspace_id, msg)
-        else:
-            identity.group(session, workspace_id, msg)
-        if msg.anonymous_id is not None:
-            stitched.add(msg.anonymous_id)
+    if profiles:
+        fresh = claim_receipts(session, workspace_id, [m.message_id for m in profiles])
+        for msg in profiles:
+            if msg.message_id not in fresh:
+                continue
+            if msg.type == "identify":
+                _, lead = identity.identify(session, workspace_id, msg)
+                if lead is not None:
+                    leads.append(lead)
+            elif msg.type == "alias":
+                identity.alias(session, workspace_id, msg)
+            else:
+                identity.group(session, workspace_id, msg)
+            if msg.anonymous_id is not None:
+                stitched.add(msg.anonymous_id)
 
     if touches:
-        by_user = identity.contacts_by_user_id(
-            session, workspace_id, {m.user_id for m in touches if m.user_id is not None}, create=True
-        )
+        user_ids = {m.user_id for m in touches if m.user_id is not None}
+        by_user = identity.contacts_by_user_id(session, workspace_id, user_ids, create=True) if user_ids else {}
         pairs = {m.anonymous_id: by_user[m.user_id] for m in touches if m.user_id and m.anonymous_id}
-        known = identity.contacts_by_anonymous_id(
-            session, workspace_id, {m.anonymous_id for m in touches if m.anonymous_id and not m.user_id}
-        )
-        new_links = {a: c for a, c in pairs.items() if a not in known}
-        identity.link(session, workspace_id, new_links)
-        stitched.update(new_links)
-        rows = [
-            _touch_row(
-                workspace_id,
-                m,
-                by_user[m.user_id] if m.user_id else known.get(m.anonymous_id) if m.anonymous_id else None,
-            )
-            for m in touches
-        ]
-        insert_touches(session, rows)
+        if pairs:
+            known = identity.contacts_by_anonymous_id(session, workspace_id, pairs)
+            new_links = {a: c for a, c in pairs.items() if a not in known}
+            identity.link(session, workspace_id, new_links)
+            stitched.update(new_links)
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        rows = [touch_row(m, by_user[m.user_id] if m.user_id else None, sqlite) for m in touches]
+        insert_touches(session, workspace_id, rows)
 
     identity.reattribute(session, workspace_id, stitched)
     identity.apply_leads(session, workspace_id, leads)

@@ -166,7 +166,9 @@ def test_contacts_update_fills_and_merges_traits(session: Session, workspace: Wo
     result = import_csv(session, workspace.id, "contacts", path)
     assert result.counts["contacts_updated"] == 1
     session.expire_all()
-    ana = session.scalars(sa.select(Contact).where(Contact.email == "ana.silva@example.pt")).one()
+    ana = session.scalars(
+        sa.select(Contact).where(Contact.workspace_id == workspace.id, Contact.email == "ana.silva@example.pt")
+    ).one()
     assert (ana.city, ana.first_name) == ("Matosinhos", "Ana")
     assert ana.traits == {"favourite_colour": "blue", "loyalty_tier": "platinum", "shoe_size": "38"}
 
@@ -180,7 +182,9 @@ def test_unsubscribed_contact_is_not_resubscribed_by_an_import(
     import_csv(session, workspace.id, "contacts", DATA / "contacts.csv")
     import_csv(session, workspace.id, "orders", DATA / "shopify_orders_export.csv")
     session.expire_all()
-    ana = session.scalars(sa.select(Contact).where(Contact.email == "ana.silva@example.pt")).one()
+    ana = session.scalars(
+        sa.select(Contact).where(Contact.workspace_id == workspace.id, Contact.email == "ana.silva@example.pt")
+    ).one()
     assert ana.email_consent is False
 
 

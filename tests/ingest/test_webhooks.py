@@ -188,7 +188,13 @@ def test_an_older_update_arriving_late_does_not_win(client: TestClient, session:
 
 @pytest.mark.parametrize(
     ("currency", "price", "expected"),
-    [("JPY", "1500", 1500), ("JPY", "1500.00", 1500), ("EUR", "12.5", 1250), ("KWD", "12.345", 12345), ("BHD", "0.5", 500)],
+    [
+        ("JPY", "1500", 1500),
+        ("JPY", "1500.00", 1500),
+        ("EUR", "12.5", 1250),
+        ("KWD", "12.345", 12345),
+        ("BHD", "0.5", 500),
+    ],
 )
 def test_money_follows_the_currency_exponent(
     client: TestClient, session: Session, ws: int, currency: str, price: str, expected: int

@@ -29,7 +29,8 @@ def stays(session: Session, segment_id: int, people: dict[str, int]) -> list[tup
         .where(SegmentMember.segment_id == segment_id)
         .order_by(SegmentMember.id)
     )
-    return [(names[c], e, lft) for c, e, lft in rows]
+    # one INSERT ... SELECT numbers its rows in no particular order: sort by time, then name
+    return sorted(((names[c], e, lft) for c, e, lft in rows), key=lambda s: (s[1], s[0]))
 
 
 def current(session: Session, segment_id: int, people: dict[str, int]) -> set[str]:
