@@ -50,3 +50,10 @@ def test_missing_key_is_401(client: TestClient) -> None:
     r = client.get("/api/v1/products")
     assert r.status_code == 401
     assert r.json()["status"] == 401
+
+
+def test_hostile_ids_and_text_are_422_not_500(client: TestClient, auth: dict[str, str]) -> None:
+    assert client.get("/api/v1/products/99999999999999999999", headers=auth).status_code == 422
+    r = client.post("/api/v1/products", json={"sku": "A\x00", "name": "x", "price": 1, "currency": "EUR"}, headers=auth)
+    assert r.status_code == 422
+    assert "sku" in r.json()["detail"]

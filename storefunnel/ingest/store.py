@@ -47,7 +47,7 @@ POSTGRES_INSERT = (
     "WHERE i.workspace_id = %s AND i.anonymous_id = r->>1)), "
     "r->>1, (r->>2)::timestamptz, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, r->>12, "
     "(r->13)::jsonb, r->>14 "
-    "FROM json_array_elements(%s::json) WITH ORDINALITY AS e(r, n) "
+    "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(r, n) "
     "ORDER BY n "
     "ON CONFLICT (workspace_id, message_id) DO NOTHING"
 )
@@ -82,10 +82,10 @@ def touch_row(msg: Message, contact_id: int | None, sqlite: bool) -> tuple[Any, 
     campaign = context.get("campaign")
     attr = attribute(url, referrer, campaign if isinstance(campaign, dict) else None)
     event = body.get("event") if kind == "track" else body.get("name") or properties.get("name")
-    when = msg.occurred_at
+    when: dt.datetime | str = msg.occurred_at
     if sqlite:
         # how SQLAlchemy stores DateTime on SQLite (naive UTC, microseconds always shown), so comparisons hold
-        when = when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        when = msg.occurred_at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
     return (
         contact_id,
         msg.anonymous_id,

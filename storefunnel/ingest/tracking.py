@@ -6,15 +6,19 @@ endpoints: every answer, errors included, carries CORS headers, and preflights a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from storefunnel.auth.keys import workspace_for_key
-from storefunnel.db import SessionDep, utcnow
+from storefunnel.db import get_engine, session_scope, utcnow
 from storefunnel.errors import AppError, Unauthorized, problem
 from storefunnel.ingest import store
 from storefunnel.ingest.segment import (
@@ -29,6 +33,8 @@ from storefunnel.ingest.segment import (
     write_key_from,
 )
 from storefunnel.models import KeyKind
+
+T = TypeVar("T")
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
@@ -61,7 +67,7 @@ class TrackingRoute(APIRoute):
 router = APIRouter(prefix="/v1", tags=["tracking"], route_class=TrackingRoute)
 
 
-async def _body(request: Request, limit: int) -> dict[str, Any]:
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
     raw = await read_body(
         request.stream(),
         request.headers.get("content-encoding", "").strip().lower(),
@@ -71,22 +77,40 @@ async def _body(request: Request, limit: int) -> dict[str, Any]:
     return parse_json(raw)
 
 
-async def single_body(request: Request) -> dict[str, Any]:
-    return await _body(request, MAX_MESSAGE_BYTES)
-
-
-async def batch_body(request: Request) -> dict[str, Any]:
-    return await _body(request, MAX_BATCH_BYTES)
-
-
-def authenticate(request: Request, session: Any, body: dict[str, Any]) -> int:
+def _write_key(request: Request, body: dict[str, Any]) -> str:
     key = write_key_from(request.headers.get("authorization"), body)
     if key is None:
         raise Unauthorized("missing write key: send it as the HTTP Basic username or as 'writeKey' in the body")
+    return key
+
+
+def authenticate(session: Session, key: str) -> int:
     workspace_id = workspace_for_key(session, key, KeyKind.write)
     if workspace_id is None:
         raise Unauthorized("the write key is unknown or revoked")
     return workspace_id
+
+
+SessionScope = Callable[[], Iterator[Session]]
+# SQLite has one writer at a time. Queueing this process's writers here, on a lock that wakes the next one as soon
+# as it is free, keeps them out of SQLite's busy handler, which sleeps in steps of up to 100 ms.
+_SQLITE_WRITER = threading.Lock()
+
+
+def session_scope_of(request: Request) -> SessionScope:
+    """``session_scope``, or what the app replaced it with through ``dependency_overrides``, as FastAPI would."""
+    scope: SessionScope = request.app.dependency_overrides.get(session_scope, session_scope)
+    return scope
+
+
+def in_one_transaction(scope: SessionScope, work: Callable[[Session], T]) -> T:
+    """Open, write, commit and close in the calling thread, so no write transaction waits on another hop.
+
+    ``scope`` is still the one place that commits or rolls back; it has committed when this returns.
+    """
+    writer = _SQLITE_WRITER if get_engine().dialect.name == "sqlite" else nullcontext()
+    with writer, contextmanager(scope)() as session:
+        return work(session)
 
 
 def _json(content: dict[str, Any] | bytes, status: int = 200) -> Response:
@@ -94,54 +118,60 @@ def _json(content: dict[str, Any] | bytes, status: int = 200) -> Response:
     return Response(data, status_code=status, media_type="application/json")
 
 
-def _single(kind: str, request: Request, session: SessionDep, body: dict[str, Any]) -> Response:
-    workspace_id = authenticate(request, session, body)
+def _single(kind: str, scope: SessionScope, key: str, body: dict[str, Any]) -> None:
+    """Validate (outside the transaction), then authenticate and store in one."""
     try:
-        msg = parse_message(body, kind, utcnow())
+        msg: Message | MessageError = parse_message(body, kind, utcnow())
     except MessageError as exc:
-        raise BadRequest(exc.reason, errors=[{"field": exc.field, "message": exc.reason}]) from None
-    store.ingest(session, workspace_id, [msg])
+        msg = exc
+
+    def work(session: Session) -> None:
+        workspace_id = authenticate(session, key)
+        if isinstance(msg, MessageError):
+            raise BadRequest(msg.reason, errors=[{"field": msg.field, "message": msg.reason}])
+        store.ingest(session, workspace_id, [msg])
+
+    in_one_transaction(scope, work)
+
+
+async def _single_endpoint(kind: str, request: Request) -> Response:
+    body = await _json_body(request, MAX_MESSAGE_BYTES)
+    await run_in_threadpool(_single, kind, session_scope_of(request), _write_key(request, body), body)
     return _json(SUCCESS)
 
 
-SingleBody = Annotated[dict[str, Any], Depends(single_body)]
-
-
 @router.post("/identify")
-def identify(request: Request, session: SessionDep, body: SingleBody) -> Response:
-    return _single("identify", request, session, body)
+async def identify(request: Request) -> Response:
+    return await _single_endpoint("identify", request)
 
 
 @router.post("/track")
-def track(request: Request, session: SessionDep, body: SingleBody) -> Response:
-    return _single("track", request, session, body)
+async def track(request: Request) -> Response:
+    return await _single_endpoint("track", request)
 
 
 @router.post("/page")
-def page(request: Request, session: SessionDep, body: SingleBody) -> Response:
-    return _single("page", request, session, body)
+async def page(request: Request) -> Response:
+    return await _single_endpoint("page", request)
 
 
 @router.post("/screen")
-def screen(request: Request, session: SessionDep, body: SingleBody) -> Response:
-    return _single("screen", request, session, body)
+async def screen(request: Request) -> Response:
+    return await _single_endpoint("screen", request)
 
 
 @router.post("/group")
-def group(request: Request, session: SessionDep, body: SingleBody) -> Response:
-    return _single("group", request, session, body)
+async def group(request: Request) -> Response:
+    return await _single_endpoint("group", request)
 
 
 @router.post("/alias")
-def alias(request: Request, session: SessionDep, body: SingleBody) -> Response:
-    return _single("alias", request, session, body)
+async def alias(request: Request) -> Response:
+    return await _single_endpoint("alias", request)
 
 
-@router.post("/batch")
-@router.post("/import")
-def batch(request: Request, session: SessionDep, body: Annotated[dict[str, Any], Depends(batch_body)]) -> Response:
-    """Stores every valid message and reports each rejected one; only an all-bad batch is a 400."""
-    workspace_id = authenticate(request, session, body)
+def validate_batch(body: dict[str, Any]) -> tuple[list[Message], list[dict[str, Any]]]:
+    """The batch's valid messages, and a report of each rejected one naming its index and field."""
     items = body.get("batch")
     if not isinstance(items, list):
         raise BadRequest("batch: must be an array of messages", errors=[{"field": "batch", "message": "not an array"}])
@@ -162,15 +192,40 @@ def batch(request: Request, session: SessionDep, body: Annotated[dict[str, Any],
                     "reason": exc.reason,
                 }
             )
-    if rejected and not accepted:
-        raise BadRequest(
+    return accepted, rejected
+
+
+def _batch(scope: SessionScope, key: str, body: dict[str, Any]) -> bytes:
+    try:
+        accepted, rejected = validate_batch(body)
+        invalid: BadRequest | None = None
+    except BadRequest as exc:
+        accepted, rejected, invalid = [], [], exc
+    if invalid is None and rejected and not accepted:
+        invalid = BadRequest(
             f"batch: all {len(rejected)} messages were rejected; first: {rejected[0]['reason']}",
             errors=rejected,
         )
-    store.ingest(session, workspace_id, accepted)
+
+    def work(session: Session) -> None:
+        workspace_id = authenticate(session, key)  # an unknown key is a 401 whatever the body holds
+        if invalid is not None:
+            raise invalid
+        store.ingest(session, workspace_id, accepted)
+
+    in_one_transaction(scope, work)
     if not rejected:
-        return _json(SUCCESS)
-    return _json({"success": True, "accepted": len(accepted), "rejected": rejected})
+        return SUCCESS
+    return orjson.dumps({"success": True, "accepted": len(accepted), "rejected": rejected})
+
+
+@router.post("/batch")
+@router.post("/import")
+async def batch(request: Request) -> Response:
+    """Stores every valid message and reports each rejected one; only an all-bad batch is a 400."""
+    body = await _json_body(request, MAX_BATCH_BYTES)
+    key = _write_key(request, body)
+    return _json(await run_in_threadpool(_batch, session_scope_of(request), key, body))
 
 
 @router.options("/{endpoint}", include_in_schema=False)

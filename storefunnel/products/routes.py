@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from storefunnel.auth.deps import CurrentWorkspace
+from storefunnel.contacts.schemas import MAX_ID
 from storefunnel.db import SessionDep
 from storefunnel.models import Product as ProductRow
 from storefunnel.pagination import DEFAULT_LIMIT, CursorParam, LimitParam, Page
@@ -13,6 +16,7 @@ from storefunnel.products.schemas import Product, ProductCreate, ProductUpdate
 from storefunnel.tenancy import get_scoped
 
 router = APIRouter(prefix="/products", tags=["products"])
+ProductId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post("", response_model=Product, status_code=201)
@@ -34,12 +38,12 @@ def list_products(
 
 
 @router.get("/{product_id}", response_model=Product)
-def get_product(product_id: int, session: SessionDep, workspace_id: CurrentWorkspace) -> ProductRow:
+def get_product(product_id: ProductId, session: SessionDep, workspace_id: CurrentWorkspace) -> ProductRow:
     return get_scoped(session, ProductRow, workspace_id, product_id)
 
 
 @router.patch("/{product_id}", response_model=Product)
 def update_product(
-    product_id: int, data: ProductUpdate, session: SessionDep, workspace_id: CurrentWorkspace
+    product_id: ProductId, data: ProductUpdate, session: SessionDep, workspace_id: CurrentWorkspace
 ) -> ProductRow:
     return service.update_product(session, workspace_id, product_id, data)
