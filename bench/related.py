@@ -53,7 +53,9 @@ def main() -> None:
         ref_fp = association_rules(sets_fp, num_itemsets=len(sets_fp), metric="confidence", min_threshold=0.0)
         t_fp = time.perf_counter() - t
     assert len(ref_fp) == len(ref)
-    expect = {(next(iter(a)), next(iter(c))): s for a, c, s in zip(ref.antecedents, ref.consequents, ref.support, strict=True)}
+    expect = {
+        (next(iter(a)), next(iter(c))): s for a, c, s in zip(ref.antecedents, ref.consequents, ref.support, strict=True)
+    }
     got = {(int(a), int(c)): s for a, c, s in zip(ours.antecedent, ours.consequent, ours.support, strict=True)}
     same = set(got) == set(expect) and all(abs(got[k] - v) < 1e-12 for k, v in expect.items())
     assert len(ours_m) == len(ours)

@@ -4,7 +4,10 @@ Both servers run as real uvicorn processes on loopback against the same kind of 
 generator runs in a separate process. Measured, per backend (SQLite file, PostgreSQL if reachable):
 sustained /v1/batch events/s with concurrent senders, and /v1/track latency p50/p99 at a steady rate.
 
-    .venv/bin/python -m bench.tracking [--seconds 8] [--workers 2] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python -m bench.tracking [--seconds 8] [--workers 2] [--batch-size 1000] [--senders 4]
+        [--backends sqlite,postgresql] [--only storefunnel|reference] [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+Every messageId in a run is unique, so the rows stored must equal the events acknowledged; the table says so.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ import httpx
 import sqlalchemy as sa
 from fastapi import Request
 
-BATCH_SIZE = 100
-CONCURRENCY = 8
+BATCH_SIZE = 1000  # about 330 KB of JSON: close to the 500 KB batch limit, as Segment's libraries fill them
+SENDERS = 4
 TRACK_RATE = 100  # requests per second for the latency run
 
 
@@ -99,42 +102,59 @@ def _event(n: int) -> dict[str, Any]:
     }
 
 
-async def _batches(url: str, key: str, seconds: float) -> dict[str, Any]:
+MARK = "@@BATCH@@"
+
+
+def _template(size: int) -> bytes:
+    """One batch body with a placeholder in every messageId: each request gets fresh ids by one bytes.replace."""
+    events = [{**_event(i), "messageId": f"{MARK}-{i}"} for i in range(size)]
+    return json.dumps({"batch": events}, separators=(",", ":")).encode()
+
+
+async def _batches(url: str, key: str, seconds: float, size: int, senders: int) -> dict[str, Any]:
+    template = _template(size)
+    run = uuid.uuid4().hex[:8].encode()
     counter = iter(range(10**9))
     done = 0
     errors = 0
     deadline = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/json"}
+
+    def body() -> bytes:
+        return template.replace(MARK.encode(), run + b"-" + str(next(counter)).encode())
 
     async def sender(client: httpx.AsyncClient) -> None:
         nonlocal done, errors
         while time.perf_counter() < deadline:
-            batch = [_event(next(counter)) for _ in range(BATCH_SIZE)]
-            response = await client.post("/v1/batch", json={"batch": batch})
+            response = await client.post("/v1/batch", content=body(), headers=headers)
             if response.status_code == 200:
-                done += BATCH_SIZE
+                done += size
             else:
                 errors += 1
 
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=60, limits=limits) as client:
-        await client.post("/v1/batch", json={"batch": [_event(-1)]})  # warm-up
+    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+    async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=120, limits=limits) as client:
+        warm = await client.post("/v1/batch", content=body(), headers=headers)  # warm-up, counted if stored
+        done += size if warm.status_code == 200 else 0
         start = time.perf_counter()
-        await asyncio.gather(*(sender(client) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(sender(client) for _ in range(senders)))
         elapsed = time.perf_counter() - start
-    return {"events_per_s": done / elapsed, "errors": errors}
+    return {"events_per_s": (done - size) / elapsed, "errors": errors, "acked": done}
 
 
 async def _latency(url: str, key: str, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
+    acked = 0
     async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=60) as client:
 
         async def one(n: int) -> None:
-            nonlocal errors
+            nonlocal errors, acked
             t0 = time.perf_counter()
             response = await client.post("/v1/track", json=_event(n))
             latencies.append(time.perf_counter() - t0)
             errors += response.status_code != 200
+            acked += response.status_code == 200
 
         tasks = []
         start = time.perf_counter()
@@ -146,19 +166,19 @@ async def _latency(url: str, key: str, seconds: float) -> dict[str, Any]:
     return {
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "errors": errors,
+        "track_errors": errors,
+        "track_acked": acked,
     }
 
 
-def run_load(url: str, key: str, seconds: float) -> dict[str, Any]:
+def run_load(url: str, key: str, seconds: float, batch_size: int, senders: int) -> dict[str, Any]:
     """Run the generator in a separate process so it does not share an interpreter with the server."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.tracking", "--load", url, "--key", key, "--seconds", str(seconds)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    cmd = [sys.executable, "-m", "bench.tracking", "--load", url, "--key", key, "--seconds", str(seconds)]
+    cmd += ["--batch-size", str(batch_size), "--senders", str(senders)]
+    load_before = os.getloadavg()[0]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["load"] = max(load_before, os.getloadavg()[0])
     return result
 
 
@@ -259,46 +279,61 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--senders", type=int, default=SENDERS)
+    parser.add_argument("--only", choices=["storefunnel", "reference"])
     parser.add_argument("--load")
     parser.add_argument("--key", default="")
     args = parser.parse_args()
     if args.load:
-        result = asyncio.run(_batches(args.load, args.key, args.seconds))
+        result = asyncio.run(_batches(args.load, args.key, args.seconds, args.batch_size, args.senders))
         result.update(asyncio.run(_latency(args.load, args.key, min(args.seconds, 5.0))))
         print(json.dumps(result))
         return
 
+    both = (("storefunnel", False), ("reference", True))
+    labels = [(label, ref) for label, ref in both if args.only in (None, label)]
     rows = []
     for backend in args.backends.split(","):
         results = {}
-        for label, reference in (("storefunnel", False), ("reference", True)):
+        for label, reference in labels:
             with database(backend, args.pg) as url:
                 ws_id, key = prepare(url)
                 with server(url, args.workers, reference, ws_id) as base:
-                    results[label] = run_load(base, key, args.seconds)
+                    results[label] = run_load(base, key, args.seconds, args.batch_size, args.senders)
                 results[label]["stored"] = count_touches(url)
-        ours, ref = results["storefunnel"], results["reference"]
-        rows.append((backend, ours, ref))
+        rows.append((backend, results))
 
     print(
-        f"\nworkers={args.workers}  batch={BATCH_SIZE} events x {CONCURRENCY} senders, {args.seconds:.0f} s; "
+        f"\nworkers={args.workers}  batch={args.batch_size} events x {args.senders} senders, {args.seconds:.0f} s; "
         f"/v1/track at {TRACK_RATE}/s"
     )
-    head = f"{'backend':<11}{'metric':<22}{'storefunnel':>13}{'reference':>13}{'ratio':>9}"
+    head = f"{'backend':<11}{'metric':<24}" + "".join(f"{label:>13}" for label, _ in labels)
+    head += f"{'ratio':>9}" if len(labels) == 2 else ""
     print(head)
     print("-" * len(head))
-    for backend, ours, ref in rows:
+    for backend, results in rows:
         for metric, key, better_high in (
             ("batch events/s", "events_per_s", True),
             ("track p50 ms", "p50_ms", False),
             ("track p99 ms", "p99_ms", False),
+            ("load average (1 min)", "load", False),
         ):
-            ratio = ours[key] / ref[key] if better_high else ref[key] / ours[key]
-            print(f"{backend:<11}{metric:<22}{ours[key]:>13.1f}{ref[key]:>13.1f}{ratio:>8.2f}x")
-        print(
-            f"{backend:<11}{'errors / rows stored':<22}{ours['errors']:>7}/{ours['stored']:<6}"
-            f"{ref['errors']:>6}/{ref['stored']:<7}"
+            line = f"{backend:<11}{metric:<24}" + "".join(f"{results[label][key]:>13.1f}" for label, _ in labels)
+            if len(labels) == 2 and key != "load":
+                ours, ref = results["storefunnel"][key], results["reference"][key]
+                line += f"{(ours / ref if better_high else ref / ours):>8.2f}x"
+            print(line)
+        # the truth check: every acknowledged event is stored, once (every messageId in the run is unique)
+        cells = "".join(
+            f"{r['errors'] + r['track_errors']:>6}/{r['acked'] + r['track_acked']}/{r['stored']}".rjust(13)
+            for r in (results[label] for label, _ in labels)
         )
+        print(f"{backend:<11}{'errors/acked/stored':<24}{cells}")
+        for label, _ in labels:
+            r = results[label]
+            if r["stored"] != r["acked"] + r["track_acked"]:
+                print(f"!! {backend} {label}: {r['stored']} rows stored for {r['acked'] + r['track_acked']} acked")
     print("ratio > 1 means storefunnel is better (throughput: ours/ref; latency: ref/ours)")
 
 

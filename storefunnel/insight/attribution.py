@@ -94,6 +94,11 @@ class Interval:
     samples: FloatArray
 
 
+def _wbincount(x: npt.ArrayLike, weights: npt.ArrayLike, minlength: int = 0) -> FloatArray:
+    """np.bincount with weights, typed as the float array it returns."""
+    return np.bincount(np.asarray(x), weights=np.asarray(weights), minlength=minlength).astype(np.float64)
+
+
 def _counts(x: npt.ArrayLike | None, n: int, field: str) -> FloatArray:
     if x is None:
         return np.zeros(n)
@@ -145,7 +150,7 @@ def encode(
     nul = _counts(nulls, n, "nulls")
     keys: list[str]
     if n and not isinstance(paths[0], str):
-        keys = [sep.join(p) for p in paths]  # type: ignore[arg-type]
+        keys = [sep.join(p) for p in paths]
     else:
         keys = list(paths)  # type: ignore[arg-type]
     if any(not isinstance(k, str) for k in keys):
@@ -155,9 +160,9 @@ def encode(
         inverse = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=n)
         keys = list(index)
         m = len(keys)
-        conv = np.bincount(inverse, weights=conv, minlength=m)
-        val = np.bincount(inverse, weights=val, minlength=m)
-        nul = np.bincount(inverse, weights=nul, minlength=m)
+        conv = _wbincount(inverse, weights=conv, minlength=m)
+        val = _wbincount(inverse, weights=val, minlength=m)
+        nul = _wbincount(inverse, weights=nul, minlength=m)
     names, codes, offsets = _tokenize_split(keys, sep)
     return Encoded(tuple(names), codes, offsets, conv, nul, val)
 
@@ -217,7 +222,7 @@ def _touch_weights(
         if half_life <= 0:
             raise Invalid("half_life: must be positive")
         raw = np.exp2(-times / half_life)
-        total = np.bincount(row, weights=raw, minlength=enc.n_paths)
+        total = _wbincount(row, weights=raw, minlength=enc.n_paths)
         return np.asarray(raw / total[row], dtype=np.float64)
     if model == "position_based":
         first, middle, last = position_weights
@@ -287,8 +292,8 @@ def heuristic(
     w = _touch_weights(enc, model, half_life, flat_times, position_weights)
     row = enc.path_of_touch()
     k = len(enc.channels)
-    conv = np.bincount(enc.codes, weights=w * enc.conversions[row], minlength=k)
-    val = np.bincount(enc.codes, weights=w * enc.values[row], minlength=k)
+    conv = _wbincount(enc.codes, weights=w * enc.conversions[row], minlength=k)
+    val = _wbincount(enc.codes, weights=w * enc.values[row], minlength=k)
     return Attribution(enc.channels, conv, val)
 
 
@@ -321,9 +326,9 @@ class _Chain:
         """Journeys making each distinct transition, for per-path conversion and null counts."""
         m = self.src.size
         total = conv + nul
-        out = np.bincount(self.inner_col, weights=total[self.inner_row], minlength=m)
-        out += np.bincount(self.end_col_conv, weights=conv[self.end_row], minlength=m)
-        out += np.bincount(self.end_col_null, weights=nul[self.end_row], minlength=m)
+        out = _wbincount(self.inner_col, weights=total[self.inner_row], minlength=m)
+        out += _wbincount(self.end_col_conv, weights=conv[self.end_row], minlength=m)
+        out += _wbincount(self.end_col_null, weights=nul[self.end_row], minlength=m)
         return out
 
 
@@ -418,11 +423,11 @@ def _removal_effects(
     With a ``horizon`` (most states a journey may visit) the finite-horizon probabilities are iterated exactly.
     """
     s = chain.n_states
-    totals = np.bincount(chain.src, weights=counts, minlength=s)
+    totals = _wbincount(chain.src, weights=counts, minlength=s)
     prob = np.divide(counts, totals[chain.src], out=np.zeros_like(counts), where=totals[chain.src] > 0)
     inner = chain.dst >= 0
     q = sp.csc_matrix((prob[inner], (chain.src[inner], chain.dst[inner])), shape=(s, s))
-    to_conv = np.bincount(chain.src[chain.is_conv], weights=prob[chain.is_conv], minlength=s)
+    to_conv = _wbincount(chain.src[chain.is_conv], weights=prob[chain.is_conv], minlength=s)
     rhs = np.column_stack((to_conv, to_conv * value_per_conv))
     a = (sp.identity(s, format="csc") - q).tocsc()
     qr = q.tocsr()
@@ -452,8 +457,8 @@ def _removal_effects(
 
 
 def _value_per_state(chain: _Chain, enc_conv: FloatArray, enc_val: FloatArray) -> FloatArray:
-    conv = np.bincount(chain.last_state, weights=enc_conv, minlength=chain.n_states)
-    val = np.bincount(chain.last_state, weights=enc_val, minlength=chain.n_states)
+    conv = _wbincount(chain.last_state, weights=enc_conv, minlength=chain.n_states)
+    val = _wbincount(chain.last_state, weights=enc_val, minlength=chain.n_states)
     return np.divide(val, conv, out=np.zeros_like(val), where=conv > 0)
 
 
@@ -532,9 +537,9 @@ def _channel_sets(enc: Encoded) -> tuple[IntArray, FloatArray, FloatArray, Float
         masks[nonempty] = np.bitwise_or.reduceat(bits, enc.offsets[:-1][nonempty])
     sel = nonempty
     uniq, inv = np.unique(masks[sel], return_inverse=True)
-    conv = np.bincount(inv, weights=enc.conversions[sel], minlength=uniq.size)
-    nul = np.bincount(inv, weights=enc.nulls[sel], minlength=uniq.size)
-    val = np.bincount(inv, weights=enc.values[sel], minlength=uniq.size)
+    conv = _wbincount(inv, weights=enc.conversions[sel], minlength=uniq.size)
+    nul = _wbincount(inv, weights=enc.nulls[sel], minlength=uniq.size)
+    val = _wbincount(inv, weights=enc.values[sel], minlength=uniq.size)
     return uniq, conv, nul, val
 
 
@@ -637,7 +642,7 @@ def bootstrap(
         raise Invalid("conversions: no journeys to resample")
     p = cells / total
     m = enc.n_paths
-    journeys = int(round(total))
+    journeys = round(float(total))
     samples = np.zeros((n, len(enc.channels)))
     if model == "markov":
         chain = _chain(enc, order, "collapse")

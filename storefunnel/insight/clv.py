@@ -23,11 +23,11 @@ FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
 
 __all__ = [
+    "RFM",
     "BetaGeo",
     "CalibrationReport",
     "GammaGamma",
     "ParetoNBD",
-    "RFM",
     "calibration_holdout_report",
     "fit_bgnbd",
     "fit_gamma_gamma",
@@ -145,15 +145,50 @@ def rfm_summary_frame(
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _unique_rows(*cols: FloatArray) -> tuple[list[FloatArray], npt.NDArray[np.int64]]:
+    """Distinct rows of the columns and each row's index among them (a lexsort: faster than np.unique(axis=0))."""
+    n = cols[0].shape[0]
+    if n == 0:
+        return [c[:0] for c in cols], np.zeros(0, dtype=np.int64)
+    order = np.lexsort(cols[::-1])
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    for c in cols:
+        sc = c[order]
+        new[1:] |= sc[1:] != sc[:-1]
+    group = np.cumsum(new) - 1
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = group
+    return [c[order][new] for c in cols], inverse
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Distinct values of the inputs, so that special functions run once per distinct value, not per customer."""
+
+    x: tuple[FloatArray, npt.NDArray[np.int64]]
+    tx: tuple[FloatArray, npt.NDArray[np.int64]]
+    T: tuple[FloatArray, npt.NDArray[np.int64]]
+    x_tx: tuple[list[FloatArray], npt.NDArray[np.int64]]
+    x_T: tuple[list[FloatArray], npt.NDArray[np.int64]]
+
+    @classmethod
+    def of(cls, x: FloatArray, tx: FloatArray, T: FloatArray) -> _Groups:
+        def one(c: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+            (v,), inv = _unique_rows(c)
+            return v, inv
+
+        return cls(one(x), one(tx), one(T), _unique_rows(x, tx), _unique_rows(x, T))
+
+
 def _compress(*cols: FloatArray, weights: ArrayLike | None = None) -> tuple[list[FloatArray], FloatArray]:
     """Identical customers become one row with a weight: the likelihood only depends on the distinct rows."""
     n = cols[0].shape[0]
     w = np.ones(n) if weights is None else _f(weights)
     if any(c.shape[0] != n for c in cols) or w.shape[0] != n:
         raise Invalid("frequency: all inputs must have one value per customer")
-    stacked = np.column_stack(cols)
-    uniq, inv = np.unique(stacked, axis=0, return_inverse=True)
-    return [uniq[:, j].copy() for j in range(len(cols))], np.bincount(inv.reshape(-1), weights=w)
+    uniq, inv = _unique_rows(*cols)
+    return uniq, np.bincount(inv, weights=w, minlength=uniq[0].size).astype(np.float64)
 
 
 def _maximise(
@@ -185,23 +220,34 @@ def _check_rfm(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> tuple[
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _bgnbd_ll(params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Per-customer log-likelihood and its gradient with respect to (r, alpha, a, b)."""
+def _bgnbd_ll(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, groups: _Groups | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Per-customer log-likelihood (Fader, Hardie & Lee 2005, eq. 6, in log space) and its gradient with respect
+    to (r, alpha, a, b). Terms that depend on x alone are computed once per distinct x."""
+    g = groups or _Groups.of(x, tx, T)
     r, alpha, a, b = params
-    pos = x > 0
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    t1 = betaln(a, b + x) - betaln(a, b) - (r + x) * np.log(alpha + T)
-    bx1 = np.where(pos, b + x - 1, 1.0)
-    t2 = np.where(pos, betaln(a + 1, bx1) - betaln(a, b) - (r + x) * np.log(alpha + tx), -np.inf)
-    ll = a1 + np.logaddexp(t1, t2)
-    w2 = np.exp(t2 - np.logaddexp(t1, t2))
+    ux, ix = g.x
+    pos_u = ux > 0
+    bx1_u = np.where(pos_u, b + ux - 1, 1.0)
+    lbab = betaln(a, b)
+    a1 = (gammaln(r + ux) - gammaln(r) + r * np.log(alpha))[ix]
+    lb1 = (betaln(a, b + ux) - lbab)[ix]
+    lb2 = np.where(pos_u, betaln(a + 1, bx1_u) - lbab, -np.inf)[ix]
+    la_t = np.log(alpha + g.T[0])[g.T[1]]
+    la_tx = np.log(alpha + g.tx[0])[g.tx[1]]
+    rx = r + x
+    t1 = lb1 - rx * la_t
+    t2 = lb2 - rx * la_tx
+    both = np.logaddexp(t1, t2)
+    ll = a1 + both
+    w2 = np.exp(t2 - both)
     w1 = 1.0 - w2
-    la_t, la_tx = np.log(alpha + T), np.log(alpha + tx)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w1 * la_t - w2 * la_tx
-    d_alpha = r / alpha - w1 * (r + x) / (alpha + T) - w2 * (r + x) / (alpha + tx)
-    common_a = digamma(a + b) - digamma(a + b + x)
-    d_a = common_a + w2 * (digamma(a + 1) - digamma(a))
-    d_b = digamma(a + b) - digamma(a + b + x) - digamma(b) + w1 * digamma(b + x) + w2 * np.where(pos, digamma(bx1), 0)
+    d_r = (digamma(r + ux) - digamma(r) + np.log(alpha))[ix] - w1 * la_t - w2 * la_tx
+    d_alpha = r / alpha - w1 * rx / (alpha + T) - w2 * rx / (alpha + tx)
+    common = (digamma(a + b) - digamma(a + b + ux))[ix]
+    d_a = common + w2 * (digamma(a + 1) - digamma(a))
+    d_b = common - digamma(b) + w1 * digamma(b + ux)[ix] + w2 * np.where(pos_u, digamma(bx1_u), 0.0)[ix]
     return ll, np.stack((d_r, d_alpha, d_a, d_b))
 
 
@@ -224,12 +270,16 @@ class BetaGeo:
         """P(still a customer | history): 1 / (1 + [x>0] a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))."""
         x, tx, t = _f(frequency), _f(recency), _f(T)
         pos = x > 0
-        log_ratio = np.log(self.a) - np.log(np.where(pos, self.b + x - 1, 1.0)) + (self.r + x) * (
-            np.log(self.alpha + t) - np.log(self.alpha + tx)
+        log_ratio = (
+            np.log(self.a)
+            - np.log(np.where(pos, self.b + x - 1, 1.0))
+            + (self.r + x) * (np.log(self.alpha + t) - np.log(self.alpha + tx))
         )
         return np.where(pos, 1.0 / (1.0 + np.exp(log_ratio)), 1.0)
 
-    def expected_purchases(self, t: float | ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
+    def expected_purchases(
+        self, t: float | ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
         """Expected purchases in the next ``t`` time units given the history (equation 10 of the paper)."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         x, tx, big_t, tt = _f(frequency), _f(recency), _f(T), _f(t)
@@ -255,9 +305,7 @@ class BetaGeo:
         return _clv(self, *args, **kwargs)
 
 
-def fit_bgnbd(
-    frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None
-) -> BetaGeo:
+def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None) -> BetaGeo:
     """Maximum-likelihood BG/NBD (Fader, Hardie & Lee 2005) with analytic gradients on log-parameters."""
     x, tx, t = _check_rfm(frequency, recency, T)
     (x, tx, t), w = _compress(x, tx, t, weights=weights)
@@ -265,10 +313,12 @@ def fit_bgnbd(
     if total <= 0:
         raise Invalid("frequency: no customers to fit")
     scale = 10.0 / max(float(t.max()), 1e-12)  # time rescaled for a well-conditioned start; alpha scales back
+    sx, st = tx * scale, t * scale
+    groups = _Groups.of(x, sx, st)
 
     def nll(theta: FloatArray) -> tuple[float, FloatArray]:
         params = np.exp(theta)
-        ll, grad = _bgnbd_ll(params, x, tx * scale, t * scale)
+        ll, grad = _bgnbd_ll(params, x, sx, st, groups)
         return float(-(w @ ll) / total), -(grad @ w) * params / total
 
     p, f = _maximise(nll, 4)
@@ -284,33 +334,47 @@ def fit_bgnbd(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _log_a0(params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray) -> FloatArray:
-    """log A0 of Fader & Hardie's note, with the 2F1 argument kept in [0, 1) by choosing max(alpha, beta)."""
+def _log_a0(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, groups: _Groups | None = None
+) -> FloatArray:
+    """log A0 of Fader & Hardie's note, with the 2F1 argument kept in [0, 1) by choosing max(alpha, beta).
+
+    The Gaussian hypergeometric terms depend on (x, t_x) and (x, T) only: they run once per distinct pair."""
+    g = groups or _Groups.of(x, tx, T)
     r, alpha, s, beta = params
-    if alpha < beta:
-        lo, hi, second = alpha, beta, r + x
-    else:
-        lo, hi, second = beta, alpha, np.full_like(x, s + 1.0)
+    lo, hi = min(alpha, beta), max(alpha, beta)
     gap = hi - lo
+
+    def log_term(xs: FloatArray, ts: FloatArray) -> FloatArray:
+        rsx = r + s + xs
+        second = r + xs if alpha < beta else np.full_like(xs, s + 1.0)
+        return np.asarray(np.log(hyp2f1(rsx, second, rsx + 1.0, gap / (hi + ts))), dtype=np.float64)
+
+    (px, ptx), itx = g.x_tx
+    (qx, qt), it = g.x_T
+    lp1 = log_term(px, ptx)[itx]
+    lp2 = log_term(qx, qt)[it]
     rsx = r + s + x
-    q1, q2 = hi + tx, hi + T
-    p1 = hyp2f1(rsx, second, rsx + 1.0, gap / q1)
-    p2 = hyp2f1(rsx, second, rsx + 1.0, gap / q2)
-    terms = np.stack((np.log(p1) + rsx * np.log(q2), np.log(p2) + rsx * np.log(q1)))
+    lq1, lq2 = np.log(hi + tx), np.log(hi + T)
+    terms = np.stack((lp1 + rsx * lq2, lp2 + rsx * lq1))
     signs = np.stack((np.ones_like(x), -np.ones_like(x)))
-    out = logsumexp(terms, axis=0, b=signs) - rsx * np.log(q1 * q2)
+    out = logsumexp(terms, axis=0, b=signs) - rsx * (lq1 + lq2)
     return np.asarray(out, dtype=np.float64)
 
 
-def _pnbd_ll(params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, grad: bool) -> tuple[FloatArray, FloatArray]:
+def _pnbd_ll(
+    params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, grad: bool, groups: _Groups | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Per-customer log-likelihood (Fader & Hardie 2005 note, eq. 22) and gradient in log-parameters.
 
     Everything is analytic except the derivative of log A0 (the Gaussian hypergeometric terms), which is a
     central finite difference in the log-parameters."""
+    g = groups or _Groups.of(x, tx, T)
     r, alpha, s, beta = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    ux, ix = g.x
+    a1 = (gammaln(r + ux) - gammaln(r) + r * np.log(alpha) + s * np.log(beta))[ix]
     b_term = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    la0 = _log_a0(params, x, tx, T)
+    la0 = _log_a0(params, x, tx, T, g)
     c_term = np.log(s) + la0 - np.log(r + s + x)
     both = np.logaddexp(b_term, c_term)
     ll = a1 + both
@@ -325,14 +389,17 @@ def _pnbd_ll(params: FloatArray, x: FloatArray, tx: FloatArray, T: FloatArray, g
         up[j] *= np.exp(h)
         dn[j] *= np.exp(-h)
         with np.errstate(invalid="ignore"):
-            d_la0[j] = (_log_a0(up, x, tx, T) - _log_a0(dn, x, tx, T)) / (2 * h)
+            d_la0[j] = (_log_a0(up, x, tx, T, g) - _log_a0(dn, x, tx, T, g)) / (2 * h)
     d_la0[~np.isfinite(d_la0)] = 0.0  # A0 = 0 (recency = T): its weight wc is 0 too
-    g = np.zeros((4, x.size))  # derivatives with respect to log-parameters
-    g[0] = r * (digamma(r + x) - digamma(r) + np.log(alpha) - wb * np.log(alpha + T) - wc / (r + s + x)) + wc * d_la0[0]
-    g[1] = alpha * (r / alpha - wb * (r + x) / (alpha + T)) + wc * d_la0[1]
-    g[2] = s * (np.log(beta) - wb * np.log(beta + T) + wc * (1.0 / s - 1.0 / (r + s + x))) + wc * d_la0[2]
-    g[3] = beta * (s / beta - wb * s / (beta + T)) + wc * d_la0[3]
-    return ll, g
+    g_ = np.zeros((4, x.size))  # derivatives with respect to log-parameters
+    g_[0] = (
+        r * ((digamma(r + ux) - digamma(r))[ix] + np.log(alpha) - wb * np.log(alpha + T) - wc / (r + s + x))
+        + wc * d_la0[0]
+    )
+    g_[1] = alpha * (r / alpha - wb * (r + x) / (alpha + T)) + wc * d_la0[1]
+    g_[2] = s * (np.log(beta) - wb * np.log(beta + T) + wc * (1.0 / s - 1.0 / (r + s + x))) + wc * d_la0[2]
+    g_[3] = beta * (s / beta - wb * s / (beta + T)) + wc * d_la0[3]
+    return ll, g_
 
 
 @dataclass(frozen=True)
@@ -360,8 +427,11 @@ class ParetoNBD:
         z = np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + t) + s * np.log(beta + t) + la0
         return np.asarray(np.exp(-np.logaddexp(0.0, z)), dtype=np.float64)
 
-    def expected_purchases(self, t: float | ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
-        """E[purchases in (T, T+t] | history] = (r+x)(beta+T)/((alpha+T)(s-1)) (1 - ((beta+T)/(beta+T+t))^(s-1)) P(alive)."""
+    def expected_purchases(
+        self, t: float | ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray:
+        """Expected purchases in (T, T+t] given the history:
+        (r+x)(beta+T)/((alpha+T)(s-1)) (1 - ((beta+T)/(beta+T+t))^(s-1)) P(alive)."""
         x, big_t, tt = _f(frequency), _f(T), _f(t)
         r, alpha, s, beta = self._params()
         pa = self.probability_alive(frequency, recency, T)
@@ -385,9 +455,11 @@ def fit_pareto_nbd(
     if total <= 0:
         raise Invalid("frequency: no customers to fit")
     scale = 10.0 / max(float(t.max()), 1e-12)
+    sx, st = tx * scale, t * scale
+    groups = _Groups.of(x, sx, st)
 
     def nll(theta: FloatArray) -> tuple[float, FloatArray]:
-        ll, g = _pnbd_ll(np.exp(theta), x, tx * scale, t * scale, True)
+        ll, g = _pnbd_ll(np.exp(theta), x, sx, st, True, groups)
         if not np.all(np.isfinite(ll)):
             return 1e300, np.zeros(4)
         return float(-(w @ ll) / total), -(g @ w) / total
@@ -433,17 +505,28 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, weights: Ar
     sel = (x > 0) & (m > 0)
     if not np.any(sel):
         raise Invalid("monetary_value: no repeat customer with positive spend to fit")
-    (x, m), w = _compress(x[sel], m[sel], weights=w_all[sel])
+    x, m, w = x[sel], m[sel], w_all[sel]
     total = w.sum()
     ln_m, ln_x = np.log(m), np.log(x)
+    ux, ix = _unique_rows(x)
+    ux0 = ux[0]
 
     def nll(theta: FloatArray) -> tuple[float, FloatArray]:
         p, q, v = np.exp(theta)
-        px = p * x
+        pu = p * ux0
         lxv = np.log(x * m + v)
-        ll = gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v) + (px - 1) * ln_m + px * ln_x - (px + q) * lxv
-        dp = x * (digamma(px + q) - digamma(px) + ln_m + ln_x - lxv)
-        dq = digamma(px + q) - digamma(q) + np.log(v) - lxv
+        px = p * x
+        ll = (
+            (gammaln(pu + q) - gammaln(pu))[ix]
+            - gammaln(q)
+            + q * np.log(v)
+            + (px - 1) * ln_m
+            + px * ln_x
+            - (px + q) * lxv
+        )
+        dg = digamma(pu + q)[ix]
+        dp = x * (dg - digamma(pu)[ix] + ln_m + ln_x - lxv)
+        dq = dg - digamma(q) + np.log(v) - lxv
         dv = q / v - (px + q) / (x * m + v)
         grad = np.stack((dp * p, dq * q, dv * v))
         return float(-(w @ ll) / total), -(grad @ w) / total
@@ -459,7 +542,9 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, weights: Ar
 
 
 class PurchaseModel(Protocol):
-    def expected_purchases(self, t: float | ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray: ...
+    def expected_purchases(
+        self, t: float | ArrayLike, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> FloatArray: ...
 
     def probability_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray: ...
 
@@ -597,6 +682,14 @@ def calibration_holdout_report(
     corr = float(np.corrcoef(pred, actual)[0, 1]) if actual.std() > 0 and pred.std() > 0 else float("nan")
     params = {k: float(v) for k, v in vars(fitted).items() if isinstance(v, float)}
     return CalibrationReport(
-        np.arange(size, dtype=np.float64), n, act, prd, float(actual.sum()), float(pred.sum()),
-        float(np.abs(err).mean()), float(np.sqrt((err**2).mean())), corr, params,
+        np.arange(size, dtype=np.float64),
+        n,
+        act,
+        prd,
+        float(actual.sum()),
+        float(pred.sum()),
+        float(np.abs(err).mean()),
+        float(np.sqrt((err**2).mean())),
+        corr,
+        params,
     )

@@ -50,7 +50,7 @@ def basket_matrix(baskets: Baskets | Basket) -> Basket:
         items, cols = np.unique(i_ids, return_inverse=True)
         n_rows = int(rows.max()) + 1 if rows.size else 0
     else:
-        lists = list(baskets)
+        lists: list[Sequence[Any]] = list(baskets)  # type: ignore[arg-type]
         lengths = np.fromiter((len(b) for b in lists), dtype=np.int64, count=len(lists))
         flat = np.asarray([i for b in lists for i in b])
         items, cols = np.unique(flat, return_inverse=True) if flat.size else (np.asarray([]), np.zeros(0, np.int64))
@@ -115,7 +115,13 @@ def pair_rules(baskets: Baskets | Basket, min_support: float, min_confidence: fl
     order = np.lexsort((b, a))
     a, b = a[order], b[order]
     return PairRules(
-        basket.items[a], basket.items[b], support[order], conf[order], lift[order], item_support[a], item_support[b],
+        basket.items[a],
+        basket.items[b],
+        support[order],
+        conf[order],
+        lift[order],
+        item_support[a],
+        item_support[b],
         basket.items,
     )
 

@@ -51,3 +51,11 @@ def install_dashboard(app: FastAPI) -> None:
     app.add_exception_handler(CsrfRejected, _csrf_rejected)
     app.include_router(routes.router)
     app.include_router(overview.router)
+
+    from storefunnel.web import events as events_page
+    from storefunnel.web import leads as leads_page
+    from storefunnel.web import settings as settings_page
+
+    app.include_router(leads_page.router)
+    app.include_router(events_page.router)
+    app.include_router(settings_page.router)

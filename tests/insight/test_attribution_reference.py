@@ -30,7 +30,15 @@ def journeys() -> pd.DataFrame:
 
 def _reference(df: pd.DataFrame, order: int) -> pd.DataFrame:
     out = markov_model(
-        df, "path", "conv", var_value="value", var_null="null", order=order, nsim_start=1e6, verbose=False, flg_pro=False
+        df,
+        "path",
+        "conv",
+        var_value="value",
+        var_null="null",
+        order=order,
+        nsim_start=1e6,
+        verbose=False,
+        flg_pro=False,
     )
     res = out["result"] if isinstance(out, dict) else out
     return res.set_index("channel_name")
@@ -51,7 +59,11 @@ def test_markov_matches_channelattribution(journeys: pd.DataFrame, order: int) -
 
 def test_heuristics_match_channelattribution(journeys: pd.DataFrame) -> None:
     ref = heuristic_models(journeys, "path", "conv", var_value="value", flg_pro=False).set_index("channel_name")
-    for ours_name, ref_name in (("first_touch", "first_touch"), ("last_touch", "last_touch"), ("linear", "linear_touch")):
+    for ours_name, ref_name in (
+        ("first_touch", "first_touch"),
+        ("last_touch", "last_touch"),
+        ("linear", "linear_touch"),
+    ):
         ours = at.heuristic(list(journeys.path), journeys.conv, journeys["value"], model=ours_name)  # type: ignore[arg-type]
         for channel, n, v in zip(ours.channels, ours.conversions, ours.value, strict=True):
             assert n == pytest.approx(ref.loc[channel, f"{ref_name}_conversions"], rel=1e-9)

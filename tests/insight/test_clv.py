@@ -122,7 +122,9 @@ def test_predictions_behave(cdnow: dict[str, np.ndarray]) -> None:
 
 def test_rfm_summary_by_hand() -> None:
     ids = np.array(["a", "a", "a", "b", "c", "c"])
-    days = np.array(["2026-01-01", "2026-01-01", "2026-01-05", "2026-01-03", "2026-01-02", "2026-02-01"], "datetime64[D]")
+    days = np.array(
+        ["2026-01-01", "2026-01-01", "2026-01-05", "2026-01-03", "2026-01-02", "2026-02-01"], "datetime64[D]"
+    )
     values = np.array([10.0, 5.0, 20.0, 7.0, 3.0, 99.0])
     r = clv.rfm_summary(ids, days, values, observation_end="2026-01-11")
     # c's February order is after the end and dropped; a's two orders on Jan 1 are one purchase
@@ -170,7 +172,9 @@ def test_calibration_holdout_report_counts_truth() -> None:
     assert rep.total_actual == truth
     assert rep.customers.sum() == cal_customers.size
     assert rep.total_predicted == pytest.approx(rep.total_actual, rel=0.25)
-    assert 0 < rep.mae and rep.rmse >= rep.mae and 0 < rep.correlation <= 1
+    assert rep.mae > 0
+    assert rep.rmse >= rep.mae
+    assert 0 < rep.correlation <= 1
     assert rep.rows()[0]["frequency"] == 0.0
     with pytest.raises(Invalid, match="observation_end"):
         clv.calibration_holdout_report(ids, days, "2014-09-01", "2014-08-01")

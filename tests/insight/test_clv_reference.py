@@ -46,7 +46,9 @@ def test_pareto_nbd_same_parameters_and_predictions(cdnow: pd.DataFrame) -> None
     args = (cdnow["frequency"], cdnow["recency"], cdnow["T"])
     exp = ref.conditional_expected_number_of_purchases_up_to_time(39, *args)
     assert ours.expected_purchases(39, *args) == pytest.approx(np.asarray(exp), rel=2e-3)
-    assert ours.probability_alive(*args) == pytest.approx(np.asarray(ref.conditional_probability_alive(*args)), rel=2e-3)
+    assert ours.probability_alive(*args) == pytest.approx(
+        np.asarray(ref.conditional_probability_alive(*args)), rel=2e-3
+    )
 
 
 def test_gamma_gamma_and_clv_match() -> None:
@@ -56,13 +58,17 @@ def test_gamma_gamma_and_clv_match() -> None:
     ours = clv.fit_gamma_gamma(rep.frequency, rep.monetary_value)
     assert _rel((ours.p, ours.q, ours.v), ref.params_[["p", "q", "v"]].to_numpy()) < 1e-3
     spend = ours.expected_spend(data.frequency, data.monetary_value)
-    assert spend == pytest.approx(ref.conditional_expected_average_profit(data.frequency, data.monetary_value).to_numpy(), rel=1e-4)
+    assert spend == pytest.approx(
+        ref.conditional_expected_average_profit(data.frequency, data.monetary_value).to_numpy(), rel=1e-4
+    )
     bg_ref = BetaGeoFitter().fit(data.frequency, data.recency, data["T"])
     bg = clv.fit_bgnbd(data.frequency, data.recency, data["T"])
     value_ref = ref.customer_lifetime_value(
         bg_ref, data.frequency, data.recency, data["T"], data.monetary_value, time=12, discount_rate=0.01, freq="W"
     )
-    value = bg.clv(data.frequency, data.recency, data["T"], spend, months=12, discount_rate=0.01, periods_per_month=4.345)
+    value = bg.clv(
+        data.frequency, data.recency, data["T"], spend, months=12, discount_rate=0.01, periods_per_month=4.345
+    )
     assert value == pytest.approx(value_ref.to_numpy(), rel=1e-3, abs=1e-6)
 
 

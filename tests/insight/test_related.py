@@ -17,7 +17,12 @@ BASKETS = [["a", "b"], ["a", "b", "c"], ["a", "c"], ["b"], ["a", "a", "d"]]
 def test_pair_rules_by_hand() -> None:
     # 5 baskets; a in 4, b in 3, c in 2, d in 1; {a,b} in 2, {a,c} in 2, {b,c} in 1, {a,d} in 1
     rules = related.pair_rules(BASKETS, min_support=0.4)
-    got = {(a, b): (s, c, lift) for a, b, s, c, lift in zip(rules.antecedent, rules.consequent, rules.support, rules.confidence, rules.lift, strict=True)}
+    got = {
+        (a, b): (s, c, lift)
+        for a, b, s, c, lift in zip(
+            rules.antecedent, rules.consequent, rules.support, rules.confidence, rules.lift, strict=True
+        )
+    }
     assert set(got) == {("a", "b"), ("b", "a"), ("a", "c"), ("c", "a")}
     assert got[("a", "b")] == pytest.approx((0.4, 0.4 / 0.8, 0.5 / 0.6))
     assert got[("b", "a")] == pytest.approx((0.4, 0.4 / 0.6, (0.4 / 0.6) / 0.8))
@@ -72,11 +77,15 @@ def test_same_rules_as_mlxtend() -> None:
             ref = association_rules(sets, num_itemsets=len(sets), metric="confidence", min_threshold=0.0)
         expect = {
             (next(iter(a)), next(iter(c))): (s, cf, lf)
-            for a, c, s, cf, lf in zip(ref.antecedents, ref.consequents, ref.support, ref.confidence, ref.lift, strict=True)
+            for a, c, s, cf, lf in zip(
+                ref.antecedents, ref.consequents, ref.support, ref.confidence, ref.lift, strict=True
+            )
         }
         got = {
             (int(a), int(c)): (s, cf, lf)
-            for a, c, s, cf, lf in zip(ours.antecedent, ours.consequent, ours.support, ours.confidence, ours.lift, strict=True)
+            for a, c, s, cf, lf in zip(
+                ours.antecedent, ours.consequent, ours.support, ours.confidence, ours.lift, strict=True
+            )
         }
         assert set(got) == set(expect)
         assert len(got) > 100

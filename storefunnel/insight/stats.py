@@ -1,0 +1,133 @@
+"""Small dense statistics the analytics share: proportions with intervals, tests, FDR, quantiles of counts.
+
+Pure functions over numbers and numpy arrays; no database here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson (1927) score interval: stays inside [0, 1] and is honest for small counts; None without trials."""
+    if trials <= 0:
+        return None
+    p = successes / trials
+    z2 = z * z
+    denom = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denom
+    half = z * math.sqrt(max(p * (1 - p) / trials + z2 / (4 * trials * trials), 0.0)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``successes`` of ``trials`` with the Wilson 95% interval (rate and interval None without trials)."""
+
+    successes: int
+    trials: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.successes / self.trials if self.trials else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return wilson_interval(self.successes, self.trials)
+
+    def as_dict(self) -> dict[str, object]:
+        ci = self.interval
+        return {
+            "successes": self.successes,
+            "trials": self.trials,
+            "rate": self.rate,
+            "interval95": list(ci) if ci else None,
+        }
+
+
+def ratio(numerator: float, denominator: float) -> float | None:
+    """``numerator / denominator``, or None when the denominator is zero (no made-up infinities)."""
+    return None if denominator == 0 else numerator / denominator
+
+
+def binomial_test_greater_or_less(k: int, n: int, p: float) -> float:
+    """Two-sided exact binomial test p-value of ``k`` successes in ``n`` trials against rate ``p``.
+
+    Used for "are customers in this cell more (or less) common than the cell's share of leads predicts?".
+    """
+    if n <= 0:
+        return 1.0
+    if p <= 0.0:
+        return 1.0 if k == 0 else 0.0
+    if p >= 1.0:
+        return 1.0 if k == n else 0.0
+    return float(sps.binomtest(k, n, p, alternative="two-sided").pvalue)
+
+
+def two_proportion_z(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p-value of the pooled two-proportion z-test of k1/n1 against k2/n2 (1.0 when undefined)."""
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = (k1 / n1 - k2 / n2) / se
+    return float(2 * sps.norm.sf(abs(z)))
+
+
+def benjamini_hochberg(pvalues: Sequence[float] | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Benjamini & Hochberg (1995) adjusted p-values (q-values): reject where q <= FDR level.
+
+    Step-up: q_(i) = min_{j >= i} p_(j) * m / j, capped at 1, returned in the input order.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum.accumulate(scaled[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(q_sorted, 1.0)
+    return q
+
+
+def quantiles_from_counts(
+    values: Sequence[int] | npt.NDArray[np.int64],
+    counts: Sequence[int] | npt.NDArray[np.int64],
+    probs: Sequence[float] = (0.25, 0.5, 0.75),
+) -> list[float | None]:
+    """Quantiles of a sample given as (value, count) pairs, by the same rule as ``numpy.quantile`` (linear).
+
+    Exact for the expanded sample, without expanding it: the database returns a histogram, not rows.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    c = np.asarray(counts, dtype=np.int64)
+    keep = c > 0
+    v, c = v[keep], c[keep]
+    n = int(c.sum())
+    if n == 0:
+        return [None for _ in probs]
+    order = np.argsort(v)
+    v, c = v[order], c[order]
+    upper = np.cumsum(c) - 1  # index of the last copy of each value in the expanded sample
+
+    def at(index: int) -> float:
+        return float(v[int(np.searchsorted(upper, index))])
+
+    out: list[float | None] = []
+    for prob in probs:
+        h = (n - 1) * prob
+        lo = math.floor(h)
+        hi = min(lo + 1, n - 1)
+        out.append(at(lo) + (h - lo) * (at(hi) - at(lo)))
+    return out
