@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/storefunnel demo
 
 test: $(STAMP) browser
-	$(PY) -m pytest -n 2 -q
+	PYTHONHASHSEED=0 $(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check storefunnel tests bench migrations

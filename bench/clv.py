@@ -67,4 +67,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # The machine is shared and has 2 cores: OpenBLAS threads spinning on tiny vectors (inside L-BFGS-B, small dot
+    # products) cost more than they give, for both sides alike, so both run with one BLAS thread.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):
+        main()

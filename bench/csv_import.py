@@ -129,7 +129,7 @@ def scratch_postgres(base_url: str) -> tuple[str, Callable[[], None]]:
 def ours(url: str, path: Path, chunk_rows: int) -> tuple[float, float, dict[str, int]]:
     """Seconds for a first import and for a re-run of the same file, and the first run's summary."""
     engine = make_engine(url)
-    upgrade(engine)
+    upgrade(engine, "heads")
     with sa.orm.Session(engine) as session:
         ws = create_workspace(session, "bench").id
         session.commit()
@@ -189,12 +189,17 @@ def main() -> None:
             url, drop = make()
             try:
                 first, rerun, summary = ours(url, big, args.chunk_rows)
+                print(f"{label}: ours {first:.1f} s, re-run {rerun:.1f} s: {summary}", flush=True)
                 assert summary["imported"] == args.lines, summary
                 ref_n = min(args.ref_lines, args.lines)
                 ref = reference(url, small)
             finally:
                 drop()
             ours_rate, ref_rate = args.lines / first, ref_n / ref
+            print(
+                f"{label}: ours {first:.1f} s (re-run {rerun:.1f} s), pandas {ref:.1f} s for {ref_n:,} lines",
+                flush=True,
+            )
             rows.append(
                 (label, f"{ref_n:,}", args.lines, ours_rate, args.lines / rerun, ref_rate, ours_rate / ref_rate)
             )

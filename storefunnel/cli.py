@@ -19,8 +19,12 @@ from storefunnel.cycle.cli import cycle_app
 from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
 from storefunnel.ingest.cli import import_app, webhook_app
+from storefunnel.insight.cli import insight_app
+from storefunnel.jobs.worker import worker_command
+from storefunnel.messaging.cli import campaign_app, flow_app, message_app
 from storefunnel.migrate import upgrade
 from storefunnel.models import ApiKey, Contact, KeyKind, Role, User, Workspace
+from storefunnel.scoring.cli import score_app
 from storefunnel.segments.cli import segments_app
 from storefunnel.simulate.cli import simulate_command
 from storefunnel.workspaces.service import create_user, ensure_workspace, get_workspace_by_name
@@ -42,6 +46,12 @@ app.add_typer(cycle_app, name="cycle")
 app.add_typer(import_app, name="import")
 app.add_typer(webhook_app, name="webhook-secret")
 app.add_typer(segments_app, name="segment")
+app.add_typer(score_app, name="score")
+app.add_typer(flow_app, name="flow")
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(message_app, name="message")
+app.command("worker")(worker_command)
+app.add_typer(insight_app, name="insight")
 
 err = Console(stderr=True)
 out = Console()

@@ -9,6 +9,7 @@ from storefunnel.api import router as api_router
 from storefunnel.errors import install_error_handlers
 from storefunnel.ingest.tracking import router as tracking_router
 from storefunnel.ingest.webhooks import router as webhooks_router
+from storefunnel.messaging.links import router as email_links_router
 from storefunnel.web import install_dashboard
 
 
@@ -24,6 +25,7 @@ def create_app() -> FastAPI:
     app.include_router(api_router)
     app.include_router(tracking_router)
     app.include_router(webhooks_router)
+    app.include_router(email_links_router)
     install_dashboard(app)
 
     @app.get("/healthz", include_in_schema=False)

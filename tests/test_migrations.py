@@ -15,3 +15,12 @@ def test_models_and_migrations_agree(engine: Engine) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models differ from the migrated schema: {diff}"
+
+
+def test_migrations_form_one_line() -> None:
+    from alembic.script import ScriptDirectory
+
+    from storefunnel.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"migrations have several heads {heads}: chain the newest onto the previous head"

@@ -69,10 +69,8 @@ def upgrade() -> None:
             postgresql_where=sa.text("left_at IS NULL"),
             sqlite_where=sa.text("left_at IS NULL"),
         )
-        batch_op.create_index(
-            "ix_segment_members_segment_entered", ["workspace_id", "segment_id", "entered_at"], unique=False
-        )
-        batch_op.create_index("ix_segment_members_contact", ["workspace_id", "contact_id"], unique=False)
+        batch_op.create_index("ix_segment_members_segment_entered", ["segment_id", "entered_at"], unique=False)
+        batch_op.create_index("ix_segment_members_contact", ["contact_id"], unique=False)
 
     with op.batch_alter_table("touches", schema=None) as batch_op:
         batch_op.create_index(

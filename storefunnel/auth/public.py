@@ -17,6 +17,8 @@ PUBLIC_ROUTES: tuple[str, ...] = (
     "/static/*",  # the dashboard's CSS, JS and vendored libraries
     "/v1/*",  # Segment-compatible tracking: authenticated by the workspace's write key, not an API key
     "/webhooks/*",  # store platform webhooks: authenticated by the HMAC signature of each body
+    "/t/*",  # email open pixel and click redirects: each URL carries its own HMAC signature, else 404
+    "/u/*",  # email unsubscribe page and RFC 8058 one-click POST: HMAC-signed token per contact
 )
 
 

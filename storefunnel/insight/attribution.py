@@ -495,8 +495,8 @@ def markov(
     ``(I - Q) x = r``; each channel's removal effect is the drop in that probability when every state holding
     the channel is removed (its traffic goes to null). Credits are the normalised removal effects times the
     total conversions; value credits use the same system with each conversion's reward being the mean value
-    of the conversions that followed that last state. This is the exact limit that ChannelAttribution's
-    ``markov_model`` approaches by simulation.
+    of the conversions that followed that last state. With ``horizon="data"`` this is the exact value that
+    ChannelAttribution's ``markov_model`` approaches by simulation.
 
     ``repeats="collapse"`` (default) merges consecutive identical states, as ChannelAttribution does; for order
     1 it changes nothing, since self-loops do not change absorption probabilities. ``removal_effects`` in the

@@ -319,7 +319,7 @@ def fit_bgnbd(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike, weights: A
     def nll(theta: FloatArray) -> tuple[float, FloatArray]:
         params = np.exp(theta)
         ll, grad = _bgnbd_ll(params, x, sx, st, groups)
-        return float(-(w @ ll) / total), -(grad @ w) * params / total
+        return float(-np.sum(w * ll) / total), -np.sum(grad * w, axis=1) * params / total
 
     p, f = _maximise(nll, 4)
     r, alpha, a, b = p
@@ -462,7 +462,7 @@ def fit_pareto_nbd(
         ll, g = _pnbd_ll(np.exp(theta), x, sx, st, True, groups)
         if not np.all(np.isfinite(ll)):
             return 1e300, np.zeros(4)
-        return float(-(w @ ll) / total), -(g @ w) / total
+        return float(-np.sum(w * ll) / total), -np.sum(g * w, axis=1) / total
 
     p, _ = _maximise(nll, 4)
     r, alpha, s, beta = p
@@ -529,7 +529,7 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike, weights: Ar
         dq = dg - digamma(q) + np.log(v) - lxv
         dv = q / v - (px + q) / (x * m + v)
         grad = np.stack((dp * p, dq * q, dv * v))
-        return float(-(w @ ll) / total), -(grad @ w) / total
+        return float(-np.sum(w * ll) / total), -np.sum(grad * w, axis=1) / total
 
     x0 = np.array([0.0, 0.0, np.log(max(float(np.median(m)), 1e-6))])
     params, f = _maximise(nll, 3, x0)

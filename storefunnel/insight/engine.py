@@ -28,7 +28,8 @@ import ibis.expr.datatypes as idt
 import ibis.expr.types as ir
 from sqlalchemy.orm import Session
 
-from storefunnel.errors import Invalid
+from storefunnel.errors import Invalid, NotFound
+from storefunnel.models import Workspace
 
 Columns = dict[str, list[Any]]
 IBIS_DIALECTS = {"sqlite": "sqlite", "postgresql": "postgres", "duckdb": "duckdb"}
@@ -167,3 +168,11 @@ def duckdb_runner(path: str | Path) -> Iterator[DuckRunner]:
         yield DuckRunner(con)
     finally:
         con.close()
+
+
+def workspace_currency(session: Session, workspace_id: int) -> str:
+    """The store's currency: revenue and spend in other currencies are left out, never added up."""
+    ws = session.get(Workspace, workspace_id)
+    if ws is None:
+        raise NotFound(f"workspace {workspace_id} not found")
+    return ws.currency

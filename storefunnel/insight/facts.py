@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
 import ibis
 import ibis.expr.types as ir
 import sqlalchemy as sa
@@ -160,8 +161,12 @@ def seconds_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.
 
 
 def days_between(later: ir.TimestampValue, earlier: ir.TimestampValue) -> ir.IntegerValue:
-    """Whole days (floored) from ``earlier`` to ``later``."""
-    return (seconds_between(later, earlier) / 86400).floor().cast("int64")
+    """Whole days (floored) from ``earlier`` to ``later``; NULL if either is NULL.
+
+    The NULL guard is explicit because SQLAlchemy gives SQLite connections a Python ``floor`` that fails on NULL.
+    """
+    days = (seconds_between(later, earlier) / 86400).floor().cast("int64")
+    return ibis.ifelse(later.isnull() | earlier.isnull(), ibis.null("int64"), days)
 
 
 # --- DuckDB snapshots -------------------------------------------------------------------------------------
@@ -223,4 +228,3 @@ def snapshot(
         con.close()
     tmp.replace(target)
     return counts
-

@@ -12,6 +12,7 @@ pure functions on plain numbers, usable without a database).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,9 +20,10 @@ from typing import Any
 
 import ibis.expr.types as ir
 import numpy as np
+from sqlalchemy.orm import Session
 
 from storefunnel.errors import Invalid
-from storefunnel.insight.engine import Columns, Runner
+from storefunnel.insight.engine import Columns, Runner, SqlRunner
 from storefunnel.insight.facts import Period, buyers, days_between, flag, seconds_between, table, week_of
 from storefunnel.insight.stats import Rate, quantiles_from_counts
 
@@ -199,10 +201,11 @@ class Step:
 def summarise_steps(visitors: int, leads: int, customers: int, repeat_customers: int) -> list[Step]:
     """Step counts -> step conversion rates with Wilson 95% intervals."""
     counts = [visitors, leads, customers, repeat_customers]
-    if any(b > a for a, b in zip(counts, counts[1:], strict=False)):
+    if any(b > a for a, b in itertools.pairwise(counts)):
         raise Invalid("funnel: each step must be a subset of the one before (counts must not grow)")
     return [
-        Step(name, n, None if i == 0 else Rate(n, counts[i - 1])) for i, (name, n) in enumerate(zip(STEPS, counts, strict=True))
+        Step(name, n, None if i == 0 else Rate(n, counts[i - 1]))
+        for i, (name, n) in enumerate(zip(STEPS, counts, strict=True))
     ]
 
 
@@ -281,6 +284,18 @@ def _sum_by(cols: Columns, keys: list[str]) -> dict[tuple[Any, ...], dict[str, i
     return out
 
 
+def _breakdown(key: str, m: dict[str, int], extra: dict[str, int] | None = None) -> Breakdown:
+    return Breakdown(
+        key,
+        m["leads"],
+        m["customers"],
+        m["repeat_customers"],
+        m["mature_leads"],
+        m["converted_in_window"],
+        extra or {},
+    )
+
+
 @dataclass(frozen=True)
 class Funnel:
     period: Period
@@ -331,22 +346,20 @@ def funnel(runner: Runner, workspace_id: int, period: Period, window_days: int =
 
     def rows(keys: list[str], label: Any) -> list[Breakdown]:
         grouped = _sum_by(cohort, keys)
-        out = [Breakdown(label(k), **v) for k, v in grouped.items()]
+        out = [_breakdown(label(k), v) for k, v in grouped.items()]
         return sorted(out, key=lambda b: (-b.leads, b.key))
 
     by_channel = rows(["channel"], lambda k: str(k[0]))
     by_campaign = rows(["channel", "campaign"], lambda k: f"{k[0]} / {k[1]}")
     weekly = _sum_by(cohort, ["week"])
-    vis_week = {
-        w: k + a for w, k, a in zip(visitors["week"], visitors["known"], visitors["anonymous"], strict=True)
-    }
+    vis_week = {w: k + a for w, k, a in zip(visitors["week"], visitors["known"], visitors["anonymous"], strict=True)}
     new_week = dict(zip(new_customers["week"], new_customers["new_customers"], strict=True))
     weeks = sorted(set(weekly) | {(w,) for w in vis_week} | {(w,) for w in new_week})
     empty = dict.fromkeys(("leads", "customers", "repeat_customers", "mature_leads", "converted_in_window"), 0)
     by_week = [
-        Breakdown(
+        _breakdown(
             w[0].isoformat(),
-            **weekly.get(w, empty),
+            weekly.get(w, empty),
             extra={"visitors": int(vis_week.get(w[0], 0)), "new_customers": int(new_week.get(w[0], 0))},
         )
         for w in weeks
@@ -377,3 +390,10 @@ def funnel(runner: Runner, workspace_id: int, period: Period, window_days: int =
         time_to_convert_days=distribution(ttc["days"], ttc["customers"]),
         touches_before_first_order=distribution(touches["touches"], touches["customers"]),
     )
+
+
+def funnel_report(
+    session: Session, workspace_id: int, period: Period, window_days: int = DEFAULT_WINDOW_DAYS
+) -> dict[str, Any]:
+    """The funnel as JSON-ready data, computed on the session's own database."""
+    return funnel(SqlRunner(session), workspace_id, period, window_days).as_dict()

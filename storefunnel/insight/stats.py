@@ -58,7 +58,7 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
-def binomial_test_greater_or_less(k: int, n: int, p: float) -> float:
+def binomial_test(k: int, n: int, p: float) -> float:
     """Two-sided exact binomial test p-value of ``k`` successes in ``n`` trials against rate ``p``.
 
     Used for "are customers in this cell more (or less) common than the cell's share of leads predicts?".

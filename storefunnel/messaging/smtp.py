@@ -13,7 +13,6 @@ it. :func:`SmtpConnection.deliver` says which (``Outcome.phase``), and the worke
 from __future__ import annotations
 
 import smtplib
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -164,7 +163,7 @@ class SmtpConnection:
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             return Outcome("retry", exc.smtp_code, f"authentication failed: {exc.smtp_error!r}")
-        except (smtplib.SMTPException, OSError, socket.timeout, ssl.SSLError) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError, ssl.SSLError) as exc:
             self._drop()
             if phase == "body":
                 return Outcome("ambiguous", 0, f"connection lost after the body was sent: {exc!r}")

@@ -3,6 +3,7 @@
 from storefunnel.models.contact import AgeBand, Contact, Identity, Stage, StageChange
 from storefunnel.models.cycle import CycleOutbox
 from storefunnel.models.ingest import Receipt, Spend, WebhookSecret
+from storefunnel.models.insight import BestSeller, ClvPrediction, ModelFit, RelatedRule
 from storefunnel.models.messaging import (
     Campaign,
     EmailTemplate,
@@ -14,6 +15,7 @@ from storefunnel.models.messaging import (
     Suppression,
 )
 from storefunnel.models.order import Order, OrderLine, Product
+from storefunnel.models.scoring import ContactScore, ScoringModel
 from storefunnel.models.segment import Segment, SegmentMember
 from storefunnel.models.touch import Touch
 from storefunnel.models.user import ApiKey, KeyKind, Role, User
@@ -22,8 +24,11 @@ from storefunnel.models.workspace import Workspace
 __all__ = [
     "AgeBand",
     "ApiKey",
+    "BestSeller",
     "Campaign",
+    "ClvPrediction",
     "Contact",
+    "ContactScore",
     "CycleOutbox",
     "EmailTemplate",
     "Flow",
@@ -32,11 +37,14 @@ __all__ = [
     "Identity",
     "KeyKind",
     "MessageEvent",
+    "ModelFit",
     "Order",
     "OrderLine",
     "Product",
     "Receipt",
+    "RelatedRule",
     "Role",
+    "ScoringModel",
     "Segment",
     "SegmentMember",
     "Send",

@@ -45,8 +45,9 @@ class SegmentMember(WorkspaceScoped, Base):
             postgresql_where=sa.text("left_at IS NULL"),
             sqlite_where=sa.text("left_at IS NULL"),
         ),
-        sa.Index("ix_segment_members_segment_entered", "workspace_id", "segment_id", "entered_at"),
-        sa.Index("ix_segment_members_contact", "workspace_id", "contact_id"),
+        # Led by the foreign keys (ids are global) so cascading deletes and per-segment reads use them.
+        sa.Index("ix_segment_members_segment_entered", "segment_id", "entered_at"),
+        sa.Index("ix_segment_members_contact", "contact_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

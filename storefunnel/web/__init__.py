@@ -59,3 +59,6 @@ def install_dashboard(app: FastAPI) -> None:
     app.include_router(leads_page.router)
     app.include_router(events_page.router)
     app.include_router(settings_page.router)
+    from storefunnel.web import sales_pages
+
+    app.include_router(sales_pages.router)

@@ -101,7 +101,8 @@ def browser_snippet(base: str) -> str:
     """A self-contained analytics.js-style tag: page() on load, identify() and track() for the store's code.
 
     It posts Segment-spec messages to this server's /v1 (the write key travels in the body, as Segment allows),
-    keeps the visitor's anonymous id in localStorage, and loads nothing from anywhere else.
+    keeps the visitor's anonymous id in localStorage, and loads nothing from anywhere else. The body is JSON
+    sent as text/plain so that the cross-origin POST needs no preflight and survives page unloads (keepalive).
     """
     return f"""<script>
 !function () {{
@@ -133,7 +134,7 @@ def browser_snippet(base: str) -> str:
     }};
     msg.writeKey = writeKey;
     return fetch(host + "/v1/" + type, {{
-      method: "POST", keepalive: true, headers: {{ "Content-Type": "application/json" }}, body: JSON.stringify(msg)
+      method: "POST", keepalive: true, headers: {{ "Content-Type": "text/plain" }}, body: JSON.stringify(msg)
     }});
   }}
   a.page = function (name, properties) {{
@@ -166,9 +167,7 @@ analytics.track("customer-123", "Order Completed", {{"revenue": 42.50, "currency
 analytics.flush()  # send what is queued before a short script exits"""
 
 
-def _page(
-    request: Request, session: Session, user: DashboardUser, status: int = 200, **extra: Any
-) -> Response:
+def _page(request: Request, session: Session, user: DashboardUser, status: int = 200, **extra: Any) -> Response:
     ws = user.workspace
     base = public_base()
     context: dict[str, Any] = {

@@ -138,6 +138,11 @@ TREE_CASES = [
     ({"any": [{"event": "Product Added", "op": ">=", "count": 3}, {"kind": "email_open", "op": ">=", "count": 2}]},
      {"ana", "bob"}),
     ({"not": {"event": "Product Added", "op": ">=", "count": 1, "within_days": 14}}, {"carla", "dan"}),
+    # contact conditions beside order facts narrow the facts' aggregate; the answers must not change
+    ({"all": [c("country", "eq", "PT"), c("order_count", "eq", 0)]}, {"carla"}),
+    ({"all": [c("country", "neq", "PT"), c("order_count", "eq", 0)]}, {"dan"}),
+    ({"all": [c("traits.plan", "is_set"), c("days_since_last_order", "gte", 2)]}, {"ana", "bob"}),
+    ({"all": [c("country", "eq", "ES"), {"not": c("revenue", "lt", 10000)}]}, {"bob"}),
 ]  # fmt: skip
 
 

@@ -54,6 +54,10 @@ def test_rfm_scores_match_numpy(session: Session, workspace: Workspace, make: An
             rules = {"field": f"rfm.{name}", "op": "eq", "value": score}
             got = set(session.scalars(service.compile_for(session, workspace.id, parse_rules(rules), NOW)))
             assert got == {cid for cid, s in scores.items() if s == score}, (name, score)
+            # a contact condition beside RFM must not shrink the ranking to the contacts it keeps
+            narrowed = {"all": [{"field": "email", "op": "starts_with", "value": "person"}, rules]}
+            got = set(session.scalars(service.compile_for(session, workspace.id, parse_rules(narrowed), NOW)))
+            assert got == {cid for cid, s in scores.items() if s == score}, (name, score)
     top = {"all": [{"field": f"rfm.{n}", "op": "gte", "value": 4} for n in expected]}
     got = set(session.scalars(service.compile_for(session, workspace.id, parse_rules(top), NOW)))
     assert got == {cid for cid in ids if all(expected[n][cid] >= 4 for n in expected)}

@@ -1,0 +1,1 @@
+"""Background work: the worker process and its schedules."""

@@ -1,0 +1,228 @@
+"""`storefunnel flow …`, `storefunnel campaign …`, `storefunnel message …`: email from the shell."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from sqlalchemy.orm import Session
+
+from storefunnel.db import get_sessionmaker
+from storefunnel.errors import AppError, NotFound
+from storefunnel.messaging import flows, schemas, service
+from storefunnel.models import Campaign, EmailTemplate, Flow, Segment
+from storefunnel.tenancy import scoped
+from storefunnel.workspaces.service import get_workspace_by_name
+
+flow_app = typer.Typer(
+    help="Flows: welcome, abandoned_cart, thank_you, keep_in_touch, win_back, ...", no_args_is_help=True
+)
+campaign_app = typer.Typer(help="Campaigns: one message to a segment, now or scheduled.", no_args_is_help=True)
+message_app = typer.Typer(help="Messages: test sends and the suppression list.", no_args_is_help=True)
+err = Console(stderr=True)
+out = Console()
+T = TypeVar("T")
+
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code=2)
+
+
+def _run(workspace: str, fn: Callable[[Session, int], T]) -> T:
+    """One transaction: commit on success, roll back and print one line on a domain error."""
+    with get_sessionmaker()() as session:
+        try:
+            result = fn(session, get_workspace_by_name(session, workspace).id)
+            session.commit()
+            return result
+        except AppError as exc:
+            session.rollback()
+            raise _fail(exc.detail) from None
+
+
+def _dump(data: Any) -> None:
+    print(json.dumps(data, default=lambda v: v.isoformat() if isinstance(v, dt.datetime) else str(v)))
+
+
+def _by_name(session: Session, model: Any, workspace_id: int, name: str, what: str) -> Any:
+    row = session.scalar(scoped(model, workspace_id).where(model.name == name))
+    if row is None:
+        raise NotFound(f"{what} {name!r} not found")
+    return row
+
+
+# ---- flows -------------------------------------------------------------------------------------------------------
+
+
+@flow_app.command("list")
+def flow_list(workspace: WorkspaceOpt = "default", as_json: JsonOpt = False) -> None:
+    """The workspace's flows and the ready-made ones not installed yet."""
+
+    def _list(s: Session, ws: int) -> list[dict[str, Any]]:
+        installed = {f.name: flows.describe(s, f) for f in s.scalars(scoped(Flow, ws).order_by(Flow.id))}
+        rows = [
+            {
+                "name": f.name,
+                "enabled": f.enabled,
+                "trigger": f"{f.trigger_kind}:{f.trigger_value}".rstrip(":"),
+                "steps": len(f.steps),
+                "active": f.active_enrollments,
+            }
+            for f in installed.values()
+        ]
+        rows += [
+            {
+                "name": d.name,
+                "enabled": False,
+                "trigger": f"{d.trigger_kind}:{d.trigger_value}".rstrip(":"),
+                "steps": len(d.steps),
+                "active": 0,
+            }
+            for d in flows.READY_MADE.values()
+            if d.name not in installed
+        ]
+        return rows
+
+    rows = _run(workspace, _list)
+    if as_json:
+        _dump(rows)
+        return
+    for r in rows:
+        state = "on " if r["enabled"] else "off"
+        out.print(f"{state}  {r['name']:<20} {r['trigger']:<40} {r['steps']} steps, {r['active']} in flow")
+
+
+@flow_app.command("enable")
+def flow_enable(name: Annotated[str, typer.Argument(help="Flow name.")], workspace: WorkspaceOpt = "default") -> None:
+    """Switch a flow on (installing a ready-made one with its templates the first time); prints its id."""
+    flow = _run(workspace, lambda s, ws: flows.install(s, ws, name, enabled=True))
+    out.print(f"flow {name} is on: it reacts to what happens from now on")
+    print(flow.id)
+
+
+@flow_app.command("disable")
+def flow_disable(name: Annotated[str, typer.Argument(help="Flow name.")], workspace: WorkspaceOpt = "default") -> None:
+    """Switch a flow off: contacts in it wait where they are until it is switched on again."""
+    flow = _run(workspace, lambda s, ws: flows.set_enabled(s, flows.get_flow_by_name(s, ws, name), False))
+    out.print(f"flow {name} is off")
+    print(flow.id)
+
+
+# ---- campaigns ---------------------------------------------------------------------------------------------------
+
+
+@campaign_app.command("create")
+def campaign_create(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    template: Annotated[str, typer.Option(help="Template name.")],
+    segment: Annotated[str | None, typer.Option(help="Segment name; omitted: every contact with consent.")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Create a draft campaign; prints its id."""
+
+    def _create(s: Session, ws: int) -> Campaign:
+        tpl = _by_name(s, EmailTemplate, ws, template, "template")
+        seg = _by_name(s, Segment, ws, segment, "segment") if segment else None
+        data = schemas.CampaignCreate(name=name, template_id=tpl.id, segment_id=seg.id if seg else None)
+        return service.create_campaign(s, ws, data)
+
+    print(_run(workspace, _create).id)
+
+
+@campaign_app.command("send")
+def campaign_send(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    at: Annotated[
+        str | None, typer.Option(help="When, e.g. '2026-12-01 09:00' (workspace timezone unless an offset is given).")
+    ] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Schedule a campaign now or at a time; the worker sends it."""
+    when: dt.datetime | None = None
+    if at is not None:
+        try:
+            when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise _fail(f"--at: not a date and time: {at!r}") from None
+
+    def _send(s: Session, ws: int) -> Campaign:
+        return service.schedule_campaign(s, ws, service.get_campaign_by_name(s, ws, name).id, when)
+
+    row = _run(workspace, _send)
+    assert row.scheduled_at is not None
+    out.print(f"campaign {name} scheduled for {row.scheduled_at.isoformat()} (UTC)")
+    print(row.id)
+
+
+@campaign_app.command("list")
+def campaign_list(workspace: WorkspaceOpt = "default", as_json: JsonOpt = False) -> None:
+    """Campaigns with their results."""
+
+    def _list(s: Session, ws: int) -> list[dict[str, Any]]:
+        results = service.all_campaign_results(s, ws)
+        rows = []
+        for c in s.scalars(scoped(Campaign, ws).order_by(Campaign.id)):
+            r = results.get(c.id) or service.result_model(s, ws, None)
+            rows.append(
+                {"id": c.id, "name": c.name, "status": c.status, "scheduled_at": c.scheduled_at, **r.model_dump()}
+            )
+        return rows
+
+    rows = _run(workspace, _list)
+    if as_json:
+        _dump(rows)
+        return
+    for r in rows:
+        out.print(
+            f"{r['id']:>4}  {r['name']:<24} {r['status']:<9} sent {r['sent']:>7}  opened {r['opened']:>6}  "
+            f"clicked {r['clicked']:>6}  orders {r['orders']:>5}"
+        )
+
+
+# ---- messages ----------------------------------------------------------------------------------------------------
+
+
+@message_app.command("test-send")
+def message_test_send(
+    template: Annotated[str, typer.Argument(help="Template name.")],
+    to: Annotated[str, typer.Option(help="Address to send the test to.")],
+    contact: Annotated[int | None, typer.Option(help="Contact id whose data fills the template.")] = None,
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Send a template to one address now, through STOREFUNNEL_SMTP_URL; prints the Message-ID."""
+
+    def _send(s: Session, ws: int) -> schemas.TestSendResult:
+        data = schemas.TestSendRequest.model_validate({"to": to, "contact_id": contact})
+        return service.test_send(s, ws, _by_name(s, EmailTemplate, ws, template, "template").id, str(data.to), contact)
+
+    try:
+        result = _run(workspace, _send)
+    except ValueError as exc:
+        raise _fail(f"--to: {exc}") from None
+    if result.result != "sent":
+        raise _fail(f"not sent ({result.result}): {result.detail}")
+    out.print(f"sent to {result.to}")
+    print(result.message_id)
+
+
+@message_app.command("suppress")
+def message_suppress(
+    email: Annotated[str, typer.Argument(help="Address.")],
+    reason: Annotated[str, typer.Option(help="hard_bounce, complaint, unsubscribe or manual.")] = "manual",
+    workspace: WorkspaceOpt = "default",
+) -> None:
+    """Put an address on the suppression list."""
+    try:
+        data = schemas.SuppressionCreate.model_validate({"email": email, "reason": reason})
+    except ValueError as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    row = _run(workspace, lambda s, ws: service.add_suppression(s, ws, data))
+    print(row.email)

@@ -1,0 +1,1 @@
+"""Lead scoring tests."""
