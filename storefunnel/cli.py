@@ -20,6 +20,7 @@ from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
 from storefunnel.ingest.cli import import_app, webhook_app
 from storefunnel.insight.cli import insight_app
+from storefunnel.insight.model_cli import attribution_command, clv_app, related_app
 from storefunnel.jobs.worker import worker_command
 from storefunnel.messaging.cli import campaign_app, flow_app, message_app
 from storefunnel.migrate import upgrade
@@ -52,6 +53,9 @@ app.add_typer(campaign_app, name="campaign")
 app.add_typer(message_app, name="message")
 app.command("worker")(worker_command)
 app.add_typer(insight_app, name="insight")
+app.command("attribution")(attribution_command)
+app.add_typer(clv_app, name="clv")
+app.add_typer(related_app, name="related")
 
 err = Console(stderr=True)
 out = Console()

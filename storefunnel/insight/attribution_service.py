@@ -8,7 +8,7 @@ bootstrap interval of the Markov and Shapley credits, so they see which differen
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -57,7 +57,7 @@ def run_model(
             return attr.Attribution(journeys.labels, zero, zero)
         res = attr.heuristic(paths, np.ones(len(paths)), values, model="time_decay", half_life=half_life, times=ages)
     elif model in HEURISTICS:
-        res = attr.heuristic(enc, model=model)  # type: ignore[arg-type]
+        res = attr.heuristic(enc, model=model)
     elif model == "markov":
         res = attr.markov(enc)
     elif model == "shapley":
@@ -164,6 +164,3 @@ def credit_shares(report: dict[str, Any], model: str) -> dict[str, float]:
     values = {r[key]: r["conversions"].get(model, 0.0) for r in report["rows"]}
     total = sum(values.values())
     return {k: (v / total if total else 0.0) for k, v in values.items()}
-
-
-Measure = Literal["l1", "spearman"]

@@ -68,7 +68,7 @@ class Journeys:
         codes = self.codes[keep[row]]
         n = int(keep.sum())
         if n == 0:
-            z = np.zeros(0)
+            z: FloatArray = np.zeros(0, dtype=np.float64)
             return Encoded(self.labels, codes, np.zeros(1, dtype=np.int64), z, z, z)
         width = int(lengths.max(initial=0))
         grid = np.full((n, max(width, 1)), -1, dtype=np.int64)
@@ -78,9 +78,9 @@ class Journeys:
         uniq, inverse = np.unique(grid, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         m = uniq.shape[0]
-        conv = np.bincount(inverse, weights=self.converted[keep], minlength=m)
-        nul = np.bincount(inverse, weights=1.0 - self.converted[keep], minlength=m)
-        val = np.bincount(inverse, weights=self.values[keep], minlength=m)
+        conv = np.bincount(inverse, weights=self.converted[keep], minlength=m).astype(np.float64)
+        nul = np.bincount(inverse, weights=1.0 - self.converted[keep], minlength=m).astype(np.float64)
+        val = np.bincount(inverse, weights=self.values[keep], minlength=m).astype(np.float64)
         u_len = (uniq >= 0).sum(axis=1)
         u_codes = uniq[uniq >= 0]  # row-major: each path's codes in order
         offsets = np.concatenate(([0], np.cumsum(u_len))).astype(np.int64)

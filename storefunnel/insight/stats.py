@@ -59,17 +59,55 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 def binomial_test(k: int, n: int, p: float) -> float:
-    """Two-sided exact binomial test p-value of ``k`` successes in ``n`` trials against rate ``p``.
+    """Two-sided exact binomial test p-value of ``k`` successes in ``n`` trials against rate ``p``."""
+    return float(binomial_tests(np.array([k]), n, np.array([p]))[0])
 
-    Used for "are customers in this cell more (or less) common than the cell's share of leads predicts?".
+
+def binomial_tests(
+    k: npt.NDArray[np.int64], n: int, p: npt.NDArray[np.float64], rel_tol: float = 1e-7
+) -> npt.NDArray[np.float64]:
+    """Two-sided exact binomial test p-values for many cells at once (same ``n``), as ``scipy.stats.binomtest``.
+
+    The two-sided p-value sums the probabilities of every outcome no more likely than the one seen. The
+    outcomes on the far side of the mode that qualify form a tail, found here by a bisection run on all cells
+    together (the pmf is monotone on each side of the mode): a few dozen vectorised steps instead of one
+    scipy call (~4 ms) per cell.
     """
-    if n <= 0:
-        return 1.0
-    if p <= 0.0:
-        return 1.0 if k == 0 else 0.0
-    if p >= 1.0:
-        return 1.0 if k == n else 0.0
-    return float(sps.binomtest(k, n, p, alternative="two-sided").pvalue)
+    k = np.asarray(k, dtype=np.int64)
+    p = np.asarray(p, dtype=np.float64)
+    out = np.ones(len(k))
+    if n <= 0 or len(k) == 0:
+        return out
+    dist = sps.binom(n, p)
+    d = dist.pmf(k) * (1 + rel_tol)
+    mean = n * p
+    below = k < mean
+    above = k > mean
+    # k below the mean: the tail is [y, n], y the first outcome above the mean with pmf <= d
+    lo = np.where(below, np.ceil(mean), 0).astype(np.int64)
+    hi = np.where(below, n + 1, 0).astype(np.int64)  # n + 1: no such outcome
+    # k above the mean: the tail is [0, y], y the last outcome below the mean with pmf <= d
+    lo2 = np.where(above, -1, 0).astype(np.int64)  # -1: no such outcome
+    hi2 = np.where(above, np.floor(mean), 0).astype(np.int64)
+    for _ in range(70):
+        mid = (lo + hi) // 2
+        ok = below & (lo < hi)
+        small = sps.binom.pmf(mid, n, p) <= d
+        hi = np.where(ok & small, mid, hi)
+        lo = np.where(ok & ~small, mid + 1, lo)
+        mid2 = (lo2 + hi2 + 1) // 2
+        ok2 = above & (lo2 < hi2)
+        small2 = sps.binom.pmf(mid2, n, p) <= d
+        lo2 = np.where(ok2 & small2, mid2, lo2)
+        hi2 = np.where(ok2 & ~small2, mid2 - 1, hi2)
+        if not (ok.any() or ok2.any()):
+            break
+    low_tail = np.where(below, dist.cdf(k) + dist.sf(lo - 1), 0.0)
+    high_tail = np.where(above, np.where(lo2 >= 0, dist.cdf(lo2), 0.0) + dist.sf(k - 1), 0.0)
+    out = np.where(below, low_tail, np.where(above, high_tail, 1.0))
+    out = np.where(p <= 0.0, np.where(k == 0, 1.0, 0.0), out)
+    out = np.where(p >= 1.0, np.where(k == n, 1.0, 0.0), out)
+    return np.minimum(out, 1.0)
 
 
 def two_proportion_z(k1: int, n1: int, k2: int, n2: int) -> float:

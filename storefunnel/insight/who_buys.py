@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from storefunnel.errors import Invalid
 from storefunnel.insight.engine import Runner, SqlRunner, workspace_currency
 from storefunnel.insight.facts import Period, buyers, flag, table, valid_orders
-from storefunnel.insight.stats import benjamini_hochberg, binomial_test, ratio
+from storefunnel.insight.stats import benjamini_hochberg, binomial_tests, ratio
 from storefunnel.models import Segment
 
 DIMENSIONS = ("country", "city", "age_band", "gender")
@@ -114,7 +114,7 @@ def cells_from_counts(
     total_leads, total_customers, total_revenue = int(lead_arr.sum()), int(cust_arr.sum()), int(rev_arr.sum())
     if total_leads == 0 or total_customers == 0:
         return []
-    found: list[tuple[dict[str, str], int, int, int, float]] = []
+    found: list[tuple[dict[str, str], int, int, int]] = []
     for size in range(1, len(names) + 1):
         for combo in itertools.combinations(names, size):
             if "city" in combo and "country" in names and "country" not in combo:
@@ -129,13 +129,15 @@ def cells_from_counts(
                 nl, nc, nr = int(lead_arr[idx].sum()), int(cust_arr[idx].sum()), int(rev_arr[idx].sum())
                 if nl < min_leads or nc < min_customers:
                     continue
-                p = binomial_test(nc, total_customers, nl / total_leads)
-                found.append((dict(zip(combo, key, strict=True)), nl, nc, nr, p))
+                found.append((dict(zip(combo, key, strict=True)), nl, nc, nr))
     if not found:
         return []
-    q = benjamini_hochberg([f[4] for f in found])
+    pvalues = binomial_tests(
+        np.array([f[2] for f in found]), total_customers, np.array([f[1] / total_leads for f in found])
+    )
+    q = benjamini_hochberg(pvalues)
     cells = []
-    for (attrs, nl, nc, nr, p), qv in zip(found, q, strict=True):
+    for (attrs, nl, nc, nr), p, qv in zip(found, pvalues, q, strict=True):
         lead_share, customer_share = nl / total_leads, nc / total_customers
         cells.append(
             Cell(
@@ -147,7 +149,7 @@ def cells_from_counts(
                 customer_share=customer_share,
                 revenue_share=ratio(nr, total_revenue),
                 lift=ratio(customer_share, lead_share),
-                p_value=p,
+                p_value=float(p),
                 q_value=float(qv),
             )
         )

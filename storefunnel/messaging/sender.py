@@ -208,9 +208,10 @@ class Sender:
                     store=ws.name,
                 )
             )
-        if prepared:
-            # ORM bulk UPDATE by primary key: one executemany for the batch.
-            session.execute(sa.update(Send), [{"id": p.send_id, "to_email": p.to_email} for p in prepared])
+        addressed = [{"id": int(r.id), "to_email": r.email} for r in rows if r.email]
+        if addressed:
+            # The address used (or refused) at claim time, for the record; ORM bulk UPDATE by primary key.
+            session.execute(sa.update(Send), addressed)
         return prepared, sum(len(v) for v in skips.values())
 
     @staticmethod

@@ -38,17 +38,21 @@ CHANNELS: tuple[str, ...] = (
     "Display",
     "Affiliates",
 )
-# Touch categories: (key, words for an explanation, the condition on a touch).
-EMAIL_OPEN = sa.or_(Touch.kind == "email_open", Touch.event == "Email Opened")
-EMAIL_CLICK = sa.or_(Touch.kind == "email_click", Touch.event == "Email Link Clicked")
-TOUCH_KINDS: tuple[tuple[str, str, ColumnElement[bool]], ...] = (
-    ("page_views", "page views", sa.and_(Touch.kind == "page")),
-    ("product_views", "product views", sa.and_(Touch.event == "Product Viewed")),
-    ("cart_adds", "products added to the cart", sa.and_(Touch.event == "Product Added")),
-    ("checkouts", "checkouts started", sa.and_(Touch.event == "Checkout Started")),
-    ("email_opens", "email opens", EMAIL_OPEN),
-    ("email_clicks", "email clicks", EMAIL_CLICK),
-)
+
+
+def _kinds(kind: Any, event: Any) -> tuple[tuple[str, str, ColumnElement[bool]], ...]:
+    """Touch categories: (key, words for an explanation, the condition on a touch's kind and event)."""
+    return (
+        ("page_views", "page views", sa.and_(kind == "page")),
+        ("product_views", "product views", sa.and_(event == "Product Viewed")),
+        ("cart_adds", "products added to the cart", sa.and_(event == "Product Added")),
+        ("checkouts", "checkouts started", sa.and_(event == "Checkout Started")),
+        ("email_opens", "email opens", sa.or_(kind == "email_open", event == "Email Opened")),
+        ("email_clicks", "email clicks", sa.or_(kind == "email_click", event == "Email Link Clicked")),
+    )
+
+
+TOUCH_KINDS = _kinds(Touch.kind, Touch.event)
 AGE_BANDS: tuple[str, ...] = tuple(a.value for a in AgeBand)
 GENDERS: tuple[str, ...] = ("female", "male", "non_binary")
 TOP_COUNTRIES = 8
@@ -185,24 +189,36 @@ def feature_select(
     def weight(time_col: Any) -> ColumnElement[float]:
         return sa.func.exp(-decay * seconds_between(time_col, at, dialect))
 
-    w = weight(Touch.occurred_at)
-    known_channel = Touch.channel.in_(CHANNELS)
-    touch_cols: list[Any] = [Touch.contact_id.label("contact_id")]
-    for key, _, cond in TOUCH_KINDS:
-        touch_cols.append(sa.func.sum(sa.case((cond, w), else_=0.0)).label(f"w_{key}"))
-        touch_cols.append(sa.func.sum(_flag(cond)).label(f"n_{key}"))
-    for i, ch in enumerate(CHANNELS):
-        touch_cols.append(sa.func.sum(sa.case((Touch.channel == ch, w), else_=0.0)).label(f"c_{i}"))
-    touch_cols += [
-        sa.func.sum(_flag(~known_channel)).label("n_other_channel"),
-        sa.func.count().label("n_all"),
-        sa.func.max(Touch.occurred_at).label("last_touch"),
-        sa.func.min(Touch.occurred_at).label("first_touch"),
-    ]
+    # Each (contact, kind, event, channel) first, so the decay is computed once per touch, not once per column.
     touch_filter = [Touch.workspace_id == workspace_id, Touch.contact_id.is_not(None), Touch.occurred_at <= at]
     if contact_ids is not None:
         touch_filter.append(Touch.contact_id.in_(contact_ids))
-    touches = sa.select(*touch_cols).where(*touch_filter).group_by(Touch.contact_id).subquery("t")
+    keys = (Touch.contact_id, Touch.kind, Touch.event, Touch.channel)
+    per_kind = (
+        sa.select(
+            *keys,
+            sa.func.sum(weight(Touch.occurred_at)).label("w"),
+            sa.func.count().label("n"),
+            sa.func.max(Touch.occurred_at).label("last_at"),
+            sa.func.min(Touch.occurred_at).label("first_at"),
+        )
+        .where(*touch_filter)
+        .group_by(*keys)
+        .subquery("tk")
+    )
+    tk = per_kind.c
+    touch_cols: list[Any] = [tk.contact_id.label("contact_id")]
+    for key, _, cond in _kinds(tk.kind, tk.event):
+        touch_cols.append(sa.func.sum(sa.case((cond, tk.w), else_=0.0)).label(f"w_{key}"))
+        touch_cols.append(sa.func.sum(sa.case((cond, tk.n), else_=0)).label(f"n_{key}"))
+    for i, ch in enumerate(CHANNELS):
+        touch_cols.append(sa.func.sum(sa.case((tk.channel == ch, tk.w), else_=0.0)).label(f"c_{i}"))
+    touch_cols += [
+        sa.func.sum(tk.n).label("n_all"),
+        sa.func.max(tk.last_at).label("last_touch"),
+        sa.func.min(tk.first_at).label("first_touch"),
+    ]
+    touches = sa.select(*touch_cols).group_by(tk.contact_id).subquery("t")
 
     wm = weight(MessageEvent.occurred_at)
     mail_filter = [

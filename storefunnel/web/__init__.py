@@ -62,3 +62,6 @@ def install_dashboard(app: FastAPI) -> None:
     from storefunnel.web import sales_pages
 
     app.include_router(sales_pages.router)
+    from storefunnel.web import segment_pages
+
+    app.include_router(segment_pages.router)

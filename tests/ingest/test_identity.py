@@ -313,3 +313,22 @@ def test_anonymous_identify_with_an_email_is_a_lead(
 def test_group_is_remembered_in_traits(send: Callable[..., None], session: Session, workspace: Workspace) -> None:
     send({"type": "group", "userId": "g1", "groupId": "acme", "traits": {"name": "Acme", "employees": 20}})
     assert contact(session, workspace, "g1").traits == {"groups": {"acme": {"name": "Acme", "employees": 20}}}
+
+
+def test_a_touch_naming_its_user_stitches_the_anonymous_touches_beside_it(
+    send: Callable[..., None], session: Session, workspace: Workspace
+) -> None:
+    # the anonymous page comes first in the batch, the touch that names the user after it
+    send(
+        page("c7", 0),
+        {"type": "track", "userId": "u7", "anonymousId": "c7", "event": "Signed Up", "timestamp": at(1)},
+        page("c7", 2),
+        page("c8", 3),
+    )
+    person = contact(session, workspace, "u7")
+    assert touch_owners(session, workspace) == [
+        ("p0", person.id),
+        ("Signed Up", person.id),
+        ("p2", person.id),
+        ("p3", None),
+    ]

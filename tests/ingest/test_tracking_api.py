@@ -417,3 +417,34 @@ def test_workspaces_are_isolated(
     client.post("/v1/track", json={**message("track", messageId="shared"), "writeKey": other_key})
     assert len(touches(session, workspace)) == 1
     assert len(touches(session, other)) == 1
+
+
+def test_stored_times_compare_equal_in_sql(
+    client: TestClient, basic: dict[str, str], session: Session, workspace: Workspace
+) -> None:
+    # touches are written below the ORM; a filter on the exact time must still find them on every backend
+    when = dt.datetime(2026, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    batch = [
+        message("track", messageId="t-1", timestamp="2026-03-04T05:06:07Z"),
+        message("page", messageId="t-2", timestamp="2026-03-04T05:06:07.000001Z"),
+    ]
+    assert client.post("/v1/batch", json={"batch": batch}, headers=basic).status_code == 200
+    found = session.scalars(
+        sa.select(Touch.message_id).where(Touch.workspace_id == workspace.id, Touch.occurred_at == when)
+    ).all()
+    assert found == ["t-1"]
+    later = session.scalars(
+        sa.select(Touch.message_id).where(Touch.workspace_id == workspace.id, Touch.occurred_at > when)
+    ).all()
+    assert later == ["t-2"]
+
+
+def test_touch_columns_are_cut_to_their_width_and_properties_kept_whole(
+    client: TestClient, basic: dict[str, str], session: Session, workspace: Workspace
+) -> None:
+    props = {"nested": {"a": [1, 2.5, None, "é"]}, "flag": True}
+    body = message("track", event="E" * 300, properties=props, context={"campaign": {"source": "s" * 250}})
+    assert client.post("/v1/track", json=body, headers=basic).status_code == 200
+    [touch] = touches(session, workspace)
+    assert (touch.event, touch.source) == ("E" * 200, "s" * 200)
+    assert touch.properties == props
