@@ -142,20 +142,20 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
 
 def core_cohort(ws: int, period: Period, window_days: int) -> sa.Select[Any]:
     """The funnel's cohort query (lead week x channel x campaign) hand-written in SQLAlchemy Core, PostgreSQL form."""
+    start, end = period.start.replace(tzinfo=dt.UTC), period.end.replace(tzinfo=dt.UTC)
     o = (
         sa.select(Order.contact_id, sa.func.min(Order.placed_at).label("first_at"), sa.func.count().label("n"))
         .where(
             Order.workspace_id == ws,
             Order.contact_id.is_not(None),
             Order.status.not_in(EXCLUDED_STATUSES),
-            Order.placed_at < period.end,
+            Order.placed_at < end,
         )
         .group_by(Order.contact_id)
         .subquery()
     )
     lead = aliased(Contact)
     t = aliased(Touch)
-    start, end = period.start.replace(tzinfo=dt.UTC), period.end.replace(tzinfo=dt.UTC)
     tagged = (
         sa.select(lead.id.label("cid"), t.campaign, t.occurred_at)
         .join(t, sa.and_(t.contact_id == lead.id, t.channel == lead.lead_channel, t.occurred_at <= lead.lead_at))

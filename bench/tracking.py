@@ -182,7 +182,9 @@ def run_load(url: str, key: str, seconds: float, batch_size: int, senders: int) 
     cmd = [sys.executable, "-m", "bench.tracking", "--load", url, "--key", key, "--seconds", str(seconds)]
     cmd += ["--batch-size", str(batch_size), "--senders", str(senders)]
     load_before = os.getloadavg()[0]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["load"] = max(load_before, os.getloadavg()[0])
     return result

@@ -12,8 +12,10 @@ message starts with the column it is about; the importer turns it into a reject 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from storefunnel.contacts.countries import COUNTRY_CODES
 from storefunnel.ingest import shopify
@@ -21,12 +23,14 @@ from storefunnel.ingest.channels import CHANNELS
 from storefunnel.ingest.orders_upsert import (
     ContactIn,
     LineIn,
+    OrderBatch,
     OrderIn,
     RecordError,
     SpendIn,
     check_currency,
     clean_email,
     clip,
+    dumps,
     parse_datetime,
     to_minor,
 )
@@ -246,7 +250,7 @@ def order_from_rows(
     codes = [c.strip() for c in cols.get(head, "discount code").split(",") if c.strip()]
     properties: dict[str, object] = {"financial_status": cols.get(head, "financial status") or None}
     if shopify_id := cols.get(head, "id"):
-        properties["shopify_id"] = int(shopify_id) if shopify_id.isdigit() else shopify_id
+        properties["shopify_id"] = int(shopify_id) if shopify_id.isascii() and shopify_id.isdigit() else shopify_id
     if source := cols.get(head, "source"):
         properties["source_name"] = source
     return OrderIn(
@@ -265,3 +269,205 @@ def order_from_rows(
         properties=properties,
         lines=lines,
     )
+
+
+class _Slow(Exception):
+    """The fast path met something it does not handle; the exact path decides."""
+
+
+# The Shopify export columns the fast path reads; a file without one of them takes the exact path only.
+FAST_ORDER_COLUMNS = (
+    "name",
+    "created at",
+    "currency",
+    "total",
+    "shipping",
+    "taxes",
+    "discount amount",
+    "financial status",
+    "cancelled at",
+    "email",
+    "billing name",
+    "accepts marketing",
+    "billing phone",
+    "billing country",
+    "billing province name",
+    "billing province",
+    "billing city",
+    "discount code",
+    "id",
+    "source",
+    "lineitem quantity",
+    "lineitem price",
+    "lineitem discount",
+    "lineitem name",
+    "lineitem sku",
+)
+_CACHE_LIMIT = 100_000
+
+
+class FastOrders:
+    """Shopify export rows straight to staging rows, without ``OrderIn`` objects, for the common shape of an order.
+
+    An export repeats the same currencies, prices, statuses and customers over and over, so those conversions are
+    cached (and the caches cleared now and then, so memory stays flat). Anything unusual (a refused value, a missing
+    ``Created at`` on an order's first row, a short row) goes to :func:`order_from_rows`, which gives the same
+    result or the same refusal as ever; ``tests/ingest/test_import.py`` checks both paths agree.
+    """
+
+    def __init__(self, cols: Columns, default_currency: str, tz: dt.tzinfo, pg: bool) -> None:
+        self.cols = cols
+        self.default_currency = default_currency
+        self.tz = tz
+        self.pg = pg
+        self.at = {name: cols.index[name] for name in FAST_ORDER_COLUMNS}
+        self.currencies: dict[str, str] = {}
+        self.money: dict[str, dict[str, int]] = {}
+        self.statuses: dict[tuple[str, bool], str] = {}
+        self.emails: dict[str, str | None] = {}
+        self.custom_keys: dict[str, str] = {}
+
+    @classmethod
+    def for_columns(cls, cols: Columns, default_currency: str, tz: dt.tzinfo, pg: bool) -> FastOrders | None:
+        if any(name not in cols.index for name in FAST_ORDER_COLUMNS):
+            return None
+        return cls(cols, default_currency, tz, pg)
+
+    def trim(self) -> None:
+        """Forget cached conversions once they grow large (called between chunks)."""
+        caches: list[dict[Any, Any]] = [self.currencies, self.statuses, self.emails, self.custom_keys]
+        caches.extend(self.money.values())
+        if sum(len(c) for c in caches) > _CACHE_LIMIT:
+            for cache in caches:
+                cache.clear()
+
+    def add(self, batch: OrderBatch, rows: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """Add one order's rows to ``batch``; raises :class:`OrderRowsError` for an order that is refused."""
+        try:
+            self._fast(batch, rows)
+        except (_Slow, RecordError, ValueError, IndexError, KeyError):
+            batch.add(order_from_rows(self.cols, rows, self.default_currency, self.tz))
+
+    def _amounts(self, currency: str) -> dict[str, int]:
+        cache = self.money.get(currency)
+        if cache is None:
+            cache = self.money[currency] = {}
+        return cache
+
+    def _fast(self, batch: OrderBatch, rows: Sequence[tuple[int, Sequence[str]]]) -> None:
+        at = self.at
+        head = rows[0][1]
+        created = head[at["created at"]].strip()
+        name = head[at["name"]].strip()
+        if not created or len(name) > 128:
+            raise _Slow
+        currency_text = head[at["currency"]]
+        currency = self.currencies.get(currency_text)
+        if currency is None:
+            currency = check_currency(currency_text.strip() or self.default_currency, "Currency")
+            self.currencies[currency_text] = currency
+        money = self._amounts(currency)
+
+        def amount(text: str, optional: bool) -> int:
+            value = money.get(text)
+            if value is None:
+                stripped = text.strip()
+                if not stripped and optional:
+                    return 0
+                value = money[text] = to_minor(stripped, currency, "amount")
+            return value
+
+        placed_at = batch.ts(parse_datetime(created, "Created at", self.tz))
+        total = amount(head[at["total"]], False)
+        shipping = amount(head[at["shipping"]], True)
+        tax = amount(head[at["taxes"]], True)
+        discount = amount(head[at["discount amount"]], True)
+        status_text = head[at["financial status"]].strip()
+        status_key = (status_text, bool(head[at["cancelled at"]].strip()))
+        status = self.statuses.get(status_key)
+        if status is None:
+            status = self.statuses[status_key] = shopify.order_status(*status_key)
+
+        i_qty, i_price, i_disc = at["lineitem quantity"], at["lineitem price"], at["lineitem discount"]
+        i_name, i_sku, i_email = at["lineitem name"], at["lineitem sku"], at["email"]
+        email_text = ""
+        lines: list[tuple[Any, ...]] = []
+        digest: list[str] = []
+        subtotal = 0
+        for position, (_, row) in enumerate(rows):
+            quantity = int(row[i_qty])
+            if quantity < 0:
+                raise _Slow
+            price = amount(row[i_price], False)
+            line_discount = amount(row[i_disc], True)
+            title = row[i_name].strip()
+            sku: str | None = row[i_sku].strip()
+            if sku:
+                key = sku if len(sku) <= 100 else shopify.product_key(sku, None, None, title)
+                sku = sku[:100]
+            else:
+                sku = None
+                key = self.custom_keys.get(title) or self.custom_keys.setdefault(
+                    title, shopify.product_key(None, None, None, title)
+                )
+            title = title[:300]
+            line_total = price * quantity - line_discount
+            subtotal += price * quantity
+            lines.append((name, position, key, sku, title, quantity, price, line_discount, line_total))
+            digest.append(f"{key}|{sku}|{title}|{quantity}|{price}|{line_discount}|{line_total}")
+            if not email_text:
+                email_text = row[i_email].strip()
+
+        contact = None
+        if email_text:
+            email = self.emails.get(email_text)
+            if email is None:
+                email = self.emails[email_text] = clean_email(email_text, "Email")
+            first, last = shopify.split_name(head[at["billing name"]])
+            accepts = parse_bool(head[at["accepts marketing"]], "Accepts Marketing")
+            contact = ContactIn(
+                email=email,
+                first_name=first,
+                last_name=last,
+                phone=clip(head[at["billing phone"]], 40),
+                country=shopify.country(head[at["billing country"]]),
+                region=clip(head[at["billing province name"]].strip() or head[at["billing province"]], 100),
+                city=clip(head[at["billing city"]], 100),
+                email_consent=True if accepts else None,
+                consent_source=shopify.SOURCE if accepts else None,
+                consent_at=parse_datetime(created, "Created at", self.tz) if accepts else None,
+            )
+        codes_text = head[at["discount code"]]
+        codes = [c.strip() for c in codes_text.split(",") if c.strip()] if codes_text.strip() else []
+        properties: dict[str, object] = {
+            "financial_status": status_text or None,
+            "lines_digest": hashlib.sha1("\n".join(digest).encode(), usedforsecurity=False).hexdigest()[:16],
+        }
+        if shopify_id := head[at["id"]].strip():
+            properties["shopify_id"] = int(shopify_id) if shopify_id.isascii() and shopify_id.isdigit() else shopify_id
+        if source := head[at["source"]].strip():
+            properties["source_name"] = source
+
+        # Everything is checked: only now does the batch change.
+        contact_key = batch.add_contact(contact) if contact is not None else None
+        for line in lines:
+            batch.products.setdefault(line[2], (line[4], line[6], currency))
+        batch.orders.append(
+            (
+                shopify.SOURCE,
+                name,
+                contact_key,
+                placed_at,
+                currency,
+                subtotal,
+                discount,
+                shipping,
+                tax,
+                total,
+                status,
+                dumps(codes),
+                dumps(properties),
+                None,
+            )
+        )
+        batch.lines.extend(lines)

@@ -198,10 +198,15 @@ class _Stage:
     name: str
     columns: tuple[tuple[str, str], ...]
     indexes: tuple[str, ...] = ()
+    computed: int = 1  # trailing columns the merge fills in; staged rows carry only the ones before them
 
     @property
     def column_names(self) -> list[str]:
         return [c for c, _ in self.columns]
+
+    @property
+    def loaded_names(self) -> list[str]:
+        return self.column_names[: len(self.columns) - self.computed]
 
 
 _PG_TYPES = {"text": "text", "int": "bigint", "bool": "boolean", "ts": "timestamptz", "date": "date", "json": "text"}
@@ -240,7 +245,6 @@ STAGE_ORDERS = _Stage(
         ("source", "text"),
         ("external_id", "text"),
         ("contact_key", "text"),
-        ("contact_id", "int"),
         ("placed_at", "ts"),
         ("currency", "text"),
         ("subtotal", "int"),
@@ -252,10 +256,12 @@ STAGE_ORDERS = _Stage(
         ("discount_codes", "json"),
         ("properties", "json"),
         ("source_updated_at", "text"),
+        ("contact_id", "int"),
         ("order_id", "int"),
         ("changed", "bool"),
     ),
     ("external_id", "contact_key"),
+    computed=3,
 )
 STAGE_LINES = _Stage(
     "sf_stage_lines",
@@ -271,6 +277,7 @@ STAGE_LINES = _Stage(
         ("total", "int"),
     ),
     ("external_id",),
+    computed=0,
 )
 STAGE_SPEND = _Stage(
     "sf_stage_spend",
@@ -335,7 +342,7 @@ class _Db:
         """(Re)create the temporary table empty and load ``rows`` into it in one round trip."""
         types = _PG_TYPES if self.pg else _SQLITE_TYPES
         cols = ", ".join(f"{c} {types[t]}" for c, t in table.columns)
-        names = ", ".join(table.column_names)
+        names = ", ".join(table.loaded_names)
         raw = self.conn.connection.driver_connection
         if self.pg:
             self.run(f"CREATE TEMP TABLE IF NOT EXISTS {table.name} ({cols}) ON COMMIT DROP")
@@ -351,7 +358,7 @@ class _Db:
             self.run(f"DELETE FROM {table.name}")
             for col in table.indexes:
                 self.run(f"CREATE INDEX IF NOT EXISTS temp.{table.name}_{col} ON {table.name} ({col})")
-            marks = ", ".join("?" * len(table.columns))
+            marks = ", ".join("?" * len(table.loaded_names))
             cur = raw.cursor()  # type: ignore[union-attr]
             try:
                 cur.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
@@ -359,7 +366,7 @@ class _Db:
                 cur.close()
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
@@ -378,11 +385,10 @@ def _contact_row(db: _Db, c: ContactIn) -> tuple[Any, ...]:
         c.email,
         c.external_id,
         *(getattr(c, name) for name in _CONTACT_TEXT),
-        _dumps(c.traits) if c.traits else None,
+        dumps(c.traits) if c.traits else None,
         c.email_consent,
         c.consent_source,
         db.ts(c.consent_at),
-        None,
     )
 
 
@@ -501,7 +507,7 @@ def contact_ids(session: Session) -> dict[str, int]:
 def _merge_products(db: _Db, ws: int, products: dict[str, tuple[str, int, str]]) -> Counts:
     """New products by key (sku, or a platform key when a line has none); the catalogue is not overwritten."""
     counts = Counts()
-    db.stage(STAGE_PRODUCTS, [(k, name, price, cur, None) for k, (name, price, cur) in products.items()])
+    db.stage(STAGE_PRODUCTS, [(k, name, price, cur) for k, (name, price, cur) in products.items()])
     if not products:
         return counts
     s = STAGE_PRODUCTS.name
@@ -535,40 +541,57 @@ def lines_digest(lines: Sequence[LineIn]) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def upsert_orders(session: Session, ws: int, orders: Iterable[OrderIn], *, overwrite_contacts: bool) -> Counts:
-    """Upsert a batch of orders with their customers, products and lines, keyed by (source, external id).
+def sqlite_ts(value: dt.datetime) -> str:
+    """A UTC datetime as SQLAlchemy stores it in SQLite: naive, with microseconds."""
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
-    An order whose stored copy is newer (``source_updated_at``) is left alone: platforms do not promise to
-    deliver webhooks in order. The lines of a created or changed order are replaced as a whole.
+
+@dataclass
+class OrderBatch:
+    """Orders already in staging-row form, so a fast producer (the CSV import) can skip ``OrderIn`` objects.
+
+    ``orders`` rows: (source, external_id, contact_key, placed_at (UTC, in the backend's form), currency, subtotal,
+    discount, shipping, tax, total, status, discount_codes JSON, properties JSON, source_updated_at).
+    ``lines`` rows: (external_id, position, product_key, sku, name, quantity, unit_price, discount, total).
+    ``products``: product key -> (name, price, currency), the first line that named it.
     """
-    db = _Db(session)
-    unique: dict[tuple[str, str], OrderIn] = {}
-    for o in orders:
-        unique[(o.source, o.external_id)] = o
-    counts = Counts()
-    contacts = [o.contact for o in unique.values() if o.contact is not None]
-    counts.merge(merge_contacts(session, ws, contacts, overwrite=overwrite_contacts))
-    products: dict[str, tuple[str, int, str]] = {}
-    for o in unique.values():
-        for ln in o.lines:
-            products.setdefault(ln.product_key, (ln.name[:300], ln.unit_price, o.currency))
-    counts.merge(_merge_products(db, ws, products))
 
-    order_rows = []
-    line_rows = []
-    for o in unique.values():
+    pg: bool
+    contacts: dict[str, ContactIn] = field(default_factory=dict)
+    products: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    lines: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def ts(self, value: dt.datetime) -> Any:
+        value = value.astimezone(dt.UTC)
+        return value if self.pg else sqlite_ts(value)
+
+    def add_contact(self, contact: ContactIn) -> str:
+        key = contact.key
+        known = self.contacts.get(key)
+        if known is None:
+            self.contacts[key] = contact
+        else:
+            known.merge(contact)
+        return key
+
+    def add(self, o: OrderIn) -> None:
+        """One order from its record (webhooks, and the import's exact path)."""
+        contact_key = None
+        if o.contact is not None and (o.contact.email or o.contact.external_id):
+            contact_key = self.add_contact(o.contact)
+        for ln in o.lines:
+            self.products.setdefault(ln.product_key, (ln.name[:300], ln.unit_price, o.currency))
         props = {**o.properties, "lines_digest": lines_digest(o.lines)}
         updated_at = utc_iso(o.source_updated_at)
         if updated_at:
             props["source_updated_at"] = updated_at
-        contact_key = o.contact.key if o.contact and (o.contact.email or o.contact.external_id) else None
-        order_rows.append(
+        self.orders.append(
             (
                 o.source,
                 o.external_id,
                 contact_key,
-                None,
-                db.ts(o.placed_at),
+                self.ts(o.placed_at),
                 o.currency,
                 o.subtotal,
                 o.discount,
@@ -576,30 +599,42 @@ def upsert_orders(session: Session, ws: int, orders: Iterable[OrderIn], *, overw
                 o.tax,
                 o.total,
                 o.status,
-                _dumps(o.discount_codes),
-                _dumps(props),
+                dumps(o.discount_codes),
+                dumps(props),
                 updated_at,
-                None,
-                False,
             )
         )
-        for i, ln in enumerate(o.lines):
-            line_rows.append(
-                (
-                    o.external_id,
-                    i,
-                    ln.product_key,
-                    ln.sku,
-                    ln.name[:300],
-                    ln.quantity,
-                    ln.unit_price,
-                    ln.discount,
-                    ln.total,
-                )
-            )
-    db.stage(STAGE_ORDERS, order_rows)
-    db.stage(STAGE_LINES, line_rows)
-    if not order_rows:
+        self.lines.extend(
+            (o.external_id, i, ln.product_key, ln.sku, ln.name[:300], ln.quantity, ln.unit_price, ln.discount, ln.total)
+            for i, ln in enumerate(o.lines)
+        )
+
+
+def upsert_orders(session: Session, ws: int, orders: Iterable[OrderIn], *, overwrite_contacts: bool) -> Counts:
+    """Upsert a batch of orders with their customers, products and lines, keyed by (source, external id).
+
+    An order whose stored copy is newer (``source_updated_at``) is left alone: platforms do not promise to
+    deliver webhooks in order. The lines of a created or changed order are replaced as a whole.
+    """
+    unique: dict[tuple[str, str], OrderIn] = {}
+    for o in orders:
+        unique[(o.source, o.external_id)] = o
+    batch = OrderBatch(pg=session.connection().dialect.name == "postgresql")
+    for o in unique.values():
+        batch.add(o)
+    return upsert_order_batch(session, ws, batch, overwrite_contacts=overwrite_contacts)
+
+
+def upsert_order_batch(session: Session, ws: int, batch: OrderBatch, *, overwrite_contacts: bool) -> Counts:
+    """:func:`upsert_orders` for a batch already in staging form; its external ids must be unique."""
+    db = _Db(session)
+    counts = Counts()
+    counts.merge(merge_contacts(session, ws, batch.contacts.values(), overwrite=overwrite_contacts))
+    counts.merge(_merge_products(db, ws, batch.products))
+    db.stage(STAGE_ORDERS, batch.orders)
+    db.stage(STAGE_LINES, batch.lines)
+    n_orders = len(batch.orders)
+    if not n_orders:
         return counts
     s, t = STAGE_ORDERS.name, "orders"
     true = "true" if db.pg else "1"
@@ -649,7 +684,7 @@ def upsert_orders(session: Session, ws: int, orders: Iterable[OrderIn], *, overw
             f"AND o.source = {s}.source AND o.external_id = {s}.external_id) WHERE order_id IS NULL",
             {"ws": ws},
         )
-    counts.add("orders_unchanged", len(order_rows) - updated - inserted)
+    counts.add("orders_unchanged", n_orders - updated - inserted)
     if updated or inserted:
         if updated:
             db.run(
@@ -681,7 +716,7 @@ def upsert_spend(session: Session, ws: int, spend: Iterable[SpendIn]) -> Counts:
     for row in spend:
         unique[(row.day, row.channel, row.campaign)] = row
     counts = Counts()
-    db.stage(STAGE_SPEND, [(db.day(r.day), r.channel, r.campaign, r.cost, r.currency, None) for r in unique.values()])
+    db.stage(STAGE_SPEND, [(db.day(r.day), r.channel, r.campaign, r.cost, r.currency) for r in unique.values()])
     if not unique:
         return counts
     s = STAGE_SPEND.name

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from storefunnel.cycle.service import on_facts_changed
 from storefunnel.db import SessionDep
 from storefunnel.errors import AppError, Invalid, TooLarge, Unauthorized
 from storefunnel.ingest import shopify, woocommerce
@@ -34,7 +35,7 @@ from storefunnel.ingest.orders_upsert import (
     record_receipt,
     upsert_orders,
 )
-from storefunnel.models import WebhookSecret, Workspace
+from storefunnel.models import Order, WebhookSecret, Workspace
 from storefunnel.tenancy import scoped
 
 MAX_BODY = 5 * 1024 * 1024
@@ -123,7 +124,16 @@ def _records(topic: str, payload: dict[str, Any]) -> ContactIn | OrderIn:
 def _apply(session: Session, workspace_id: int, record: ContactIn | OrderIn) -> Counts:
     if isinstance(record, ContactIn):
         return merge_contacts(session, workspace_id, [record], overwrite=True)
-    return upsert_orders(session, workspace_id, [record], overwrite_contacts=True)
+    counts = upsert_orders(session, workspace_id, [record], overwrite_contacts=True)
+    # An order moves its buyer through the sales cycle now, so the thank-you can follow within seconds.
+    contact_id = session.scalar(
+        sa.select(Order.contact_id).where(
+            Order.workspace_id == workspace_id, Order.source == record.source, Order.external_id == record.external_id
+        )
+    )
+    if contact_id is not None:
+        on_facts_changed(session, workspace_id, [contact_id])
+    return counts
 
 
 def receive(

@@ -125,20 +125,14 @@ class SqlRunner:
         t1 = time.perf_counter()
         conn = self.session.connection()
         if self.name == "postgresql":
-            # For this query only: compiled literals and DATE_TRUNC read timestamptz as UTC wall time, and no
-            # nested loops. Aggregates over whole fact tables want hash joins; right after a bulk load (before
-            # ANALYZE) the planner guesses one row per table and picks nested loops that took 45 s instead of
-            # 50 ms on a 3,000-contact store. The session's own settings come back afterwards.
+            # For this query only, compiled literals and DATE_TRUNC read timestamptz as UTC wall time; the
+            # session's own zone comes back afterwards (a failed query aborts the transaction, whose rollback
+            # undoes the SET LOCAL anyway).
             saved = conn.exec_driver_sql(
-                "SELECT current_setting('TimeZone'), current_setting('enable_nestloop'), "
-                "set_config('TimeZone', 'UTC', true), set_config('enable_nestloop', current_setting('enable_nestloop'), true)"
+                "SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', true)"
             ).one()
             rows = conn.exec_driver_sql(sql).fetchall()
-            # (a failed query aborts the transaction, whose rollback undoes the SET LOCALs anyway)
-            conn.exec_driver_sql(
-                "SELECT set_config('TimeZone', %(tz)s, true), set_config('enable_nestloop', %(nl)s, true)",
-                {"tz": saved[0], "nl": saved[1]},
-            )
+            conn.exec_driver_sql("SELECT set_config('TimeZone', %(tz)s, true)", {"tz": saved[0]})
         else:
             rows = conn.exec_driver_sql(sql).fetchall()
         self.timing.compile_s += t1 - t0

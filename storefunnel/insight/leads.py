@@ -140,7 +140,9 @@ def latest_leads(
             .over(partition_by=Touch.contact_id, order_by=(Touch.occurred_at, Touch.id))
             .label("rn"),
         )
-        .where(Touch.workspace_id == workspace_id, Touch.contact_id.in_(ids))
+        # ``workspace_id + 0``: still scoped, but not an index key, so SQLite seeks ix_touches_contact_time per
+        # lead instead of walking the whole workspace by time (measured: 3 s -> milliseconds on 400k touches).
+        .where((Touch.workspace_id + 0) == workspace_id, Touch.contact_id.in_(ids))
         .subquery()
     )
     rows = session.execute(

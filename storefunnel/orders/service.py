@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from storefunnel.contacts import repository as contacts_repository
+from storefunnel.cycle.service import on_facts_changed
 from storefunnel.db import utcnow
 from storefunnel.errors import Conflict, Invalid
 from storefunnel.models import Contact, OrderLine
@@ -141,7 +142,14 @@ def create_order(session: Session, workspace_id: int, data: OrderCreate) -> Orde
         line.order_id = order.id
     session.add_all(lines)
     session.flush()
+    _advance_cycle(session, workspace_id, order)
     return to_read(order, lines)
+
+
+def _advance_cycle(session: Session, workspace_id: int, order: OrderRow) -> None:
+    """An order (or its cancellation) moves the buyer through the sales cycle in the same transaction."""
+    if order.contact_id is not None:
+        on_facts_changed(session, workspace_id, [order.contact_id])
 
 
 def get_order(session: Session, workspace_id: int, order_id: int) -> Order:
@@ -158,6 +166,8 @@ def update_order(session: Session, workspace_id: int, order_id: int, data: Order
         setattr(order, field, value.value if field == "status" else value)
     order.updated_at = utcnow()
     session.flush()
+    if "status" in changes:
+        _advance_cycle(session, workspace_id, order)
     return to_read(order, repository.lines_of(session, workspace_id, [order.id]).get(order.id, []))
 
 

@@ -59,9 +59,18 @@ def install_dashboard(app: FastAPI) -> None:
     app.include_router(leads_page.router)
     app.include_router(events_page.router)
     app.include_router(settings_page.router)
+    from storefunnel.web import model_pages
+
+    app.include_router(model_pages.router)
     from storefunnel.web import sales_pages
 
     app.include_router(sales_pages.router)
     from storefunnel.web import segment_pages
 
     app.include_router(segment_pages.router)
+    from storefunnel.web import insight_pages
+
+    app.include_router(insight_pages.router)
+    from storefunnel.web import messaging_pages
+
+    app.include_router(messaging_pages.router)

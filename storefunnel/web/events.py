@@ -85,7 +85,9 @@ def recent_touches(session: Session, workspace_id: int, kind: str | None, limit:
             Contact.external_id,
         )
         .outerjoin(Contact, sa.and_(Contact.id == Touch.contact_id, Contact.workspace_id == workspace_id))
-        .where(Touch.workspace_id == workspace_id)
+        # ``workspace_id + 0`` keeps the filter off the (workspace_id, occurred_at) index: the planner then walks
+        # the primary key backwards and stops after ``limit`` rows instead of sorting the workspace's every touch.
+        .where((Touch.workspace_id + 0) == workspace_id)
         .order_by(Touch.id.desc())
         .limit(limit)
     )

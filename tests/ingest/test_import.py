@@ -303,3 +303,91 @@ def test_cli_import_and_webhook_secret(committed_session: Session, tmp_path: Pat
     assert shown.stdout.strip().splitlines()[-1] == secret
     absent = runner.invoke(app, ["webhook-secret", "show", "--platform", "shopify", "-w", name])
     assert absent.exit_code == 2
+
+
+def _groups(path: Path) -> tuple[Any, list[list[tuple[int, list[str]]]]]:
+    from storefunnel.ingest.csv_formats import Columns
+
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        groups: dict[str, list[tuple[int, list[str]]]] = {}
+        for n, row in enumerate(reader, start=2):
+            groups.setdefault(row[header.index("Name")], []).append((n, row))
+    return Columns.from_header("orders", header), list(groups.values())
+
+
+@pytest.mark.parametrize("pg", [True, False])
+def test_fast_path_agrees_with_the_exact_path(tmp_path: Path, pg: bool) -> None:
+    """Every order of the fixture and of a generated export becomes the same staging rows (or refusal) both ways."""
+    from bench.csv_import import write_orders_csv
+    from storefunnel.ingest.csv_formats import FastOrders, OrderRowsError, order_from_rows
+    from storefunnel.ingest.orders_upsert import OrderBatch
+
+    generated = tmp_path / "generated.csv"
+    write_orders_csv(generated, 3000, seed=5)
+    tz = dt.timezone(dt.timedelta(hours=1))
+    checked = refused = 0
+    for path in (DATA / "shopify_orders_export.csv", generated):
+        cols, groups = _groups(path)
+        fast = FastOrders.for_columns(cols, "EUR", tz, pg)
+        assert fast is not None
+        quick, exact = OrderBatch(pg=pg), OrderBatch(pg=pg)
+        for group in groups:
+            try:
+                expected = order_from_rows(cols, group, "EUR", tz)
+            except OrderRowsError as exc:
+                with pytest.raises(OrderRowsError) as raised:
+                    fast.add(quick, group)
+                assert (raised.value.line, str(raised.value)) == (exc.line, str(exc))
+                refused += 1
+                continue
+            fast._fast(quick, group)  # the fast path itself, not its fallback
+            exact.add(expected)
+            checked += 1
+        assert quick.orders == exact.orders
+        assert quick.lines == exact.lines
+        assert quick.products == exact.products
+        assert quick.contacts == exact.contacts
+    assert checked > 1000
+    assert refused == 2
+
+
+def test_line_numbers_across_blocks_multiline_cells_and_late_bad_bytes(
+    session: Session, workspace: Workspace, tmp_path: Path
+) -> None:
+    """Reject lines stay exact past the reader's 1 MB blocks, after quoted newlines, with CRLF endings."""
+    from bench.csv_import import write_orders_csv
+
+    path = tmp_path / "big.csv"
+    write_orders_csv(path, 8000, seed=7)
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    name, price, city = header.index("Name"), header.index("Lineitem price"), header.index("Billing City")
+    rows[1][header.index("Notes")] = "first line\nsecond line\r\nthird"  # one row, three physical lines
+
+    def single(i: int) -> int:
+        """The nearest row at or before ``i`` that is a whole order by itself, so it makes exactly one reject."""
+        while rows[i][name] in (rows[i - 1][name], rows[i + 1][name]):
+            i -= 1
+        return i
+
+    bad_price = single(len(rows) - 20)
+    rows[bad_price][price] = "12.345"
+    bad_bytes = single(len(rows) - 5)
+    rows[bad_bytes][city] = "Caf@"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\r\n").writerows(rows)
+    raw = path.read_bytes()
+    assert len(raw) > 1_500_000
+    path.write_bytes(raw.replace(b"Caf@", b"Caf\xe9"))
+    result = import_csv(session, workspace.id, "orders", path, chunk_rows=3000)
+    reasons = {r.line: r.reason for r in result.rejects}
+    # Row i (0 = header) starts on physical line i + 1, plus the two extra lines of the multiline cell.
+    assert reasons == {
+        bad_price + 3: "Lineitem price: '12.345' has more than 2 decimals for EUR",
+        bad_bytes + 3: "row: not valid UTF-8",
+    }
+    assert (result.rows, result.rejected) == (len(rows) - 1, 2)
+    assert count(session, OrderLine, workspace.id) == len(rows) - 3

@@ -20,6 +20,7 @@ from storefunnel.insight.who_buys import cells_from_counts, describe, segment_ru
 from storefunnel.models import Workspace
 from storefunnel.simulate import simulate_store
 from storefunnel.workspaces.service import create_workspace
+from tests.insight.test_funnel import analyze
 
 PERIOD = Period(dt.date(2026, 1, 1), dt.date(2026, 3, 31))
 
@@ -128,7 +129,9 @@ def simulated(engine: Engine) -> tuple[int, dict[str, Any]]:
         ws = create_workspace(s, f"sim-who-{uuid.uuid4().hex[:8]}")
         s.commit()
         ws_id = ws.id
-    return ws_id, simulate_store(engine, ws_id, contacts=4000, days=365, seed=11, anchor=dt.date(2026, 10, 1))
+    truth = simulate_store(engine, ws_id, contacts=4000, days=365, seed=11, anchor=dt.date(2026, 10, 1))
+    analyze(engine)
+    return ws_id, truth
 
 
 def test_planted_buying_group_comes_out_top(engine: Engine, simulated: tuple[int, dict[str, Any]]) -> None:

@@ -650,16 +650,19 @@
       })
       .then(function (data) {
         var x = data.day.map(dayToUnix);
+        // A young segment has a point or two: show at least a week so the axis reads as days.
+        var hi = x.length ? x[x.length - 1] : Date.now() / 1000;
+        var lo = Math.min(x.length ? x[0] : hi, hi - 6 * 86400);
         var fmt = new Intl.DateTimeFormat(undefined, { timeZone: "UTC", day: "numeric", month: "short" });
         target.textContent = "";
         var plot = new uPlot({
           width: Math.max(280, target.clientWidth), height: 220,
           tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
-          scales: { x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } },
+          scales: { x: { time: true, range: function () { return [lo - 43200, hi + 43200]; } },
             y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.15)]; } } },
           axes: [
             { stroke: "#5f6b7a", grid: { stroke: "#eef1f4" }, space: 60,
-              values: function (u, splits) { return splits.map(function (ts) { return fmt.format(new Date(ts * 1000)); }); } },
+              values: function (u, splits) { return splits.map(function (ts) { return ts % 86400 ? "" : fmt.format(new Date(ts * 1000)); }); } },
             { stroke: "#5f6b7a", grid: { stroke: "#eef1f4" }, size: 56,
               values: function (u, vals) { return vals.map(function (v) { return Number.isInteger(v) ? v.toLocaleString() : ""; }); } }
           ],
