@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Path, Query
 from storefunnel.auth.deps import CurrentWorkspace
 from storefunnel.contacts.schemas import MAX_ID
 from storefunnel.db import SessionDep
+from storefunnel.errors import Invalid
 from storefunnel.messaging import flows, schemas, service
 from storefunnel.messaging.settings import MessagingSettings
 from storefunnel.models import Campaign as CampaignRow
@@ -73,6 +74,9 @@ def test_send(
     template_id: TemplateId, data: schemas.TestSendRequest, session: SessionDep, workspace_id: CurrentWorkspace
 ) -> schemas.TestSendResult:
     """Send the template to one address now, outside campaigns and flows, subject marked [Test]."""
+    get_scoped(session, EmailTemplate, workspace_id, template_id)  # an unknown template is a 404 before the body
+    if data.to is None:
+        raise Invalid("to: the address to send the test to is required")
     return service.test_send(session, workspace_id, template_id, str(data.to), data.contact_id)
 
 

@@ -62,7 +62,7 @@ class Preview(BaseModel):
 class TestSendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: EmailStr
+    to: EmailStr | None = Field(default=None, description="Where to send the test (required).")
     contact_id: RowId | None = Field(default=None, description="Whose data fills the template; default: a sample.")
 
 

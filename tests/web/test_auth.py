@@ -123,7 +123,9 @@ def test_login_rotates_the_csrf_token(client: TestClient, user: User) -> None:
     assert before != after
 
 
-MACHINE_PREFIXES = ("/api/", "/v1/", "/webhooks/")  # keys and signatures, no cookies: CSRF does not apply
+# Keys, body signatures or per-link signed tokens (email links, RFC 8058 one-click unsubscribe), no cookies:
+# CSRF does not apply.
+MACHINE_PREFIXES = ("/api/", "/v1/", "/webhooks/", "/t/", "/u/")
 
 
 def test_every_unsafe_dashboard_route_checks_csrf(app: FastAPI, client: TestClient, user: User) -> None:
