@@ -48,7 +48,8 @@ def test_template_errors_name_the_field(client: TestClient, auth: dict[str, str]
         assert r.json()["detail"].startswith(f"{field}:")
     _template(client, auth)
     dup = client.post("/api/v1/messages/templates", json={"name": "news", "subject": "s", "text": "x"}, headers=auth)
-    assert dup.status_code == 409 and "name" in dup.json()["detail"]
+    assert dup.status_code == 409
+    assert "name" in dup.json()["detail"]
 
 
 def test_sandbox_refuses_reaching_into_python(client: TestClient, auth: dict[str, str]) -> None:
@@ -57,7 +58,9 @@ def test_sandbox_refuses_reaching_into_python(client: TestClient, auth: dict[str
     assert r.status_code == 422
 
 
-def test_preview_with_a_real_contact(client: TestClient, session: Session, workspace: Workspace, auth: dict[str, str]) -> None:
+def test_preview_with_a_real_contact(
+    client: TestClient, session: Session, workspace: Workspace, auth: dict[str, str]
+) -> None:
     tpl = _template(client, auth)
     c = create_contact(session, workspace.id, first_name="<b>Zoë</b>")
     r = client.post(f"/api/v1/messages/templates/{tpl['id']}/preview", json={"contact_id": c.id}, headers=auth)
@@ -74,17 +77,24 @@ def test_test_send_reaches_the_smtp_server(client: TestClient, auth: dict[str, s
     assert r.status_code == 200, r.text
     assert r.json()["result"] == "sent"
     got = smtp_env.sink.to("me@shop.example")
-    assert len(got) == 1 and got[0].message["Subject"] == "[Test] Hi Alex"
+    assert len(got) == 1
+    assert got[0].message["Subject"] == "[Test] Hi Alex"
     bad = client.post(f"/api/v1/messages/templates/{tpl['id']}/test-send", json={"to": "not-an-address"}, headers=auth)
-    assert bad.status_code == 422 and "to" in bad.json()["detail"]
+    assert bad.status_code == 422
+    assert "to" in bad.json()["detail"]
 
 
-def test_campaign_lifecycle_and_refusals(client: TestClient, session: Session, workspace: Workspace, auth: dict[str, str]) -> None:
+def test_campaign_lifecycle_and_refusals(
+    client: TestClient, session: Session, workspace: Workspace, auth: dict[str, str]
+) -> None:
     tpl = _template(client, auth)
     missing = client.post("/api/v1/campaigns", json={"name": "x", "template_id": 999999}, headers=auth)
-    assert missing.status_code == 422 and missing.json()["detail"].startswith("template_id")
+    assert missing.status_code == 422
+    assert missing.json()["detail"].startswith("template_id")
     seg = segment(session, workspace.id, [])
-    r = client.post("/api/v1/campaigns", json={"name": "spring", "template_id": tpl["id"], "segment_id": seg.id}, headers=auth)
+    r = client.post(
+        "/api/v1/campaigns", json={"name": "spring", "template_id": tpl["id"], "segment_id": seg.id}, headers=auth
+    )
     assert r.status_code == 201
     cid = r.json()["id"]
     workspace.display_timezone = "Europe/Lisbon"
@@ -93,7 +103,8 @@ def test_campaign_lifecycle_and_refusals(client: TestClient, session: Session, w
     assert sched.status_code == 200
     assert sched.json()["scheduled_at"].startswith("2026-07-01T08:00:00")  # 09:00 in Lisbon summer time is 08:00 UTC
     bad_time = client.post(f"/api/v1/campaigns/{cid}/send", json={"send_at": "tomorrow"}, headers=auth)
-    assert bad_time.status_code == 422 and "send_at" in bad_time.json()["detail"]
+    assert bad_time.status_code == 422
+    assert "send_at" in bad_time.json()["detail"]
     cancel = client.post(f"/api/v1/campaigns/{cid}/cancel", headers=auth)
     assert cancel.json()["status"] == "cancelled"
     again = client.post(f"/api/v1/campaigns/{cid}/send", headers=auth)
@@ -104,37 +115,53 @@ def test_flows_are_switched_on_by_name(client: TestClient, auth: dict[str, str])
     r = client.post("/api/v1/flows", json={"name": "welcome", "enabled": True}, headers=auth)
     assert r.status_code == 201, r.text
     flow = r.json()
-    assert flow["enabled"] and [s["delay_minutes"] for s in flow["steps"]] == [0, 2880, 7200]
+    assert flow["enabled"]
+    assert [s["delay_minutes"] for s in flow["steps"]] == [0, 2880, 7200]
     off = client.patch(f"/api/v1/flows/{flow['id']}", json={"enabled": False}, headers=auth)
     assert off.json()["enabled"] is False
     unknown = client.post("/api/v1/flows", json={"name": "nope"}, headers=auth)
-    assert unknown.status_code == 422 and unknown.json()["detail"].startswith("name")
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"].startswith("name")
     bad_step = client.patch(
         f"/api/v1/flows/{flow['id']}",
         json={"steps": [{"delay_minutes": 0, "template_id": flow["steps"][0]["template_id"], "condition": {"x": 1}}]},
         headers=auth,
     )
-    assert bad_step.status_code == 422 and bad_step.json()["detail"].startswith("steps.0.condition")
+    assert bad_step.status_code == 422
+    assert bad_step.json()["detail"].startswith("steps.0.condition")
     listed = client.get("/api/v1/flows", headers=auth).json()
     assert [f["name"] for f in listed] == ["welcome"]
     detail = client.get(f"/api/v1/flows/{flow['id']}", headers=auth).json()
-    assert len(detail["steps"]) == 3 and detail["steps"][0]["results"]["sent"] == 0
+    assert len(detail["steps"]) == 3
+    assert detail["steps"][0]["results"]["sent"] == 0
 
 
-def test_suppressions_and_bounces(client: TestClient, session: Session, workspace: Workspace, auth: dict[str, str]) -> None:
+def test_suppressions_and_bounces(
+    client: TestClient, session: Session, workspace: Workspace, auth: dict[str, str]
+) -> None:
     c = create_contact(session, workspace.id, email="Comp@Shop.example", email_consent=True)
     r = client.post("/api/v1/messages/events", json={"kind": "complained", "email": "comp@shop.example"}, headers=auth)
-    assert r.status_code == 201 and r.json()["suppressed"]
+    assert r.status_code == 201
+    assert r.json()["suppressed"]
     session.refresh(c)
-    assert c.unsubscribed_at is not None and not c.email_consent
-    add = client.post("/api/v1/messages/suppressions", json={"email": "x@shop.example", "reason": "hard_bounce"}, headers=auth)
+    assert c.unsubscribed_at is not None
+    assert not c.email_consent
+    add = client.post(
+        "/api/v1/messages/suppressions", json={"email": "x@shop.example", "reason": "hard_bounce"}, headers=auth
+    )
     assert add.status_code == 201
     rows = client.get("/api/v1/messages/suppressions", headers=auth).json()["data"]
-    assert {(s["email"], s["reason"]) for s in rows} == {("comp@shop.example", "complaint"), ("x@shop.example", "hard_bounce")}
+    assert {(s["email"], s["reason"]) for s in rows} == {
+        ("comp@shop.example", "complaint"),
+        ("x@shop.example", "hard_bounce"),
+    }
     gone = client.delete("/api/v1/messages/suppressions", params={"email": "X@shop.example"}, headers=auth)
     assert gone.json()["removed"] is True
-    bad = client.post("/api/v1/messages/suppressions", json={"email": "x@shop.example", "reason": "bored"}, headers=auth)
-    assert bad.status_code == 422 and "reason" in bad.json()["detail"]
+    bad = client.post(
+        "/api/v1/messages/suppressions", json={"email": "x@shop.example", "reason": "bored"}, headers=auth
+    )
+    assert bad.status_code == 422
+    assert "reason" in bad.json()["detail"]
 
 
 def test_results_credit_orders_to_the_last_click_within_the_window(
@@ -151,15 +178,29 @@ def test_results_credit_orders_to_the_last_click_within_the_window(
     a, b, c, d = (create_contact(session, workspace.id, email_consent=True) for _ in range(4))
 
     def sent(campaign: int, contact: object, status: str = "sent") -> Send:
-        row = Send(workspace_id=workspace.id, contact_id=contact.id, template_id=tpl["id"], campaign_id=campaign,
-                   status=status, to_email=contact.email)
+        row = Send(
+            workspace_id=workspace.id,
+            contact_id=contact.id,
+            template_id=tpl["id"],
+            campaign_id=campaign,
+            status=status,
+            to_email=contact.email,
+        )
         session.add(row)
         session.flush()
         return row
 
     def click(send: Send, at: dt.datetime) -> None:
-        session.add(MessageEvent(workspace_id=workspace.id, send_id=send.id, contact_id=send.contact_id,
-                                 kind="clicked", occurred_at=at, url="https://shop.example/"))
+        session.add(
+            MessageEvent(
+                workspace_id=workspace.id,
+                send_id=send.id,
+                contact_id=send.contact_id,
+                kind="clicked",
+                occurred_at=at,
+                url="https://shop.example/",
+            )
+        )
         session.flush()
 
     s1a, s2a, s1b, s1c = sent(ids[0], a), sent(ids[1], a), sent(ids[0], b), sent(ids[0], c)
@@ -179,4 +220,5 @@ def test_results_credit_orders_to_the_last_click_within_the_window(
     two = client.get(f"/api/v1/campaigns/{ids[1]}", headers=auth).json()["results"]
     assert (one["sent"], one["opened"], one["clicked"], one["orders"], one["revenue"]) == (4, 1, 3, 1, 3000)
     assert (two["sent"], two["skipped"], two["clicked"], two["orders"], two["revenue"]) == (1, 1, 1, 1, 10000)
-    assert one["delivered"] == 4 and one["attribution_days"] == 5
+    assert one["delivered"] == 4
+    assert one["attribution_days"] == 5

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from storefunnel.messaging import schemas, service
 from storefunnel.models import Send, Workspace
 from tests.fixtures.factories import create_contact
-from tests.messaging.conftest import SmtpServer, Sink
+from tests.messaging.conftest import Sink, SmtpServer
 from tests.messaging.helpers import segment, template
 
 N = 300
@@ -34,8 +34,28 @@ class SlowSink(Sink):
 
 def _worker(database_url: str, smtp_url: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "STOREFUNNEL_DATABASE_URL": database_url, "STOREFUNNEL_SMTP_URL": smtp_url}
-    args = [sys.executable, "-m", "storefunnel", "worker", "--poll", "0.05", "--batch", "40", "--connections", "2",
-            "--lease", "2", "--backoff", "0.2", "--cycle-tick", "0", "--segments", "0", "--clv", "0"]
+    args = [
+        sys.executable,
+        "-m",
+        "storefunnel",
+        "worker",
+        "--poll",
+        "0.05",
+        "--batch",
+        "40",
+        "--connections",
+        "2",
+        "--lease",
+        "2",
+        "--backoff",
+        "0.2",
+        "--cycle-tick",
+        "0",
+        "--segments",
+        "0",
+        "--clv",
+        "0",
+    ]
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -50,7 +70,9 @@ def _wait(predicate: Any, limit_s: float, what: str) -> None:
 
 def _statuses(session: Session, campaign_id: int) -> Counter[str]:
     session.expire_all()
-    rows = session.execute(sa.select(Send.status, sa.func.count()).where(Send.campaign_id == campaign_id).group_by(Send.status))
+    rows = session.execute(
+        sa.select(Send.status, sa.func.count()).where(Send.campaign_id == campaign_id).group_by(Send.status)
+    )
     return Counter({str(s): int(n) for s, n in rows})
 
 
@@ -65,7 +87,9 @@ def test_sigkill_and_smtp_restart_never_send_twice(
     people = [create_contact(s, ws.id, email=f"p{i}@kill.example", email_consent=True) for i in range(N)]
     seg = segment(s, ws.id, people)
     tpl = template(s, ws.id)
-    campaign = service.create_campaign(s, ws.id, schemas.CampaignCreate(name="kill", template_id=tpl.id, segment_id=seg.id))
+    campaign = service.create_campaign(
+        s, ws.id, schemas.CampaignCreate(name="kill", template_id=tpl.id, segment_id=seg.id)
+    )
     service.schedule_campaign(s, ws.id, campaign.id)
     s.commit()
 
@@ -84,8 +108,11 @@ def test_sigkill_and_smtp_restart_never_send_twice(
         smtp_server.stop()  # connections drop mid-conversation; sends fail and are retried or marked unknown
         time.sleep(0.5)
         smtp_server.start()
-        _wait(lambda: _statuses(s, campaign.id)["queued"] + _statuses(s, campaign.id)["sending"] == 0, 90,
-              "every send to be settled")
+        _wait(
+            lambda: _statuses(s, campaign.id)["queued"] + _statuses(s, campaign.id)["sending"] == 0,
+            90,
+            "every send to be settled",
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(20)
@@ -99,7 +126,9 @@ def test_sigkill_and_smtp_restart_never_send_twice(
     statuses = _statuses(s, campaign.id)
     assert sum(statuses.values()) == N
     assert set(statuses) <= {"sent", "unknown"}, statuses
-    sent_to = {e for (e,) in s.execute(sa.select(Send.to_email).where(Send.campaign_id == campaign.id, Send.status == "sent"))}
+    sent_to = {
+        e for (e,) in s.execute(sa.select(Send.to_email).where(Send.campaign_id == campaign.id, Send.status == "sent"))
+    }
     received_by = set(per_recipient)
     # Every row marked sent was received; anything else received is one of the few rows left "unknown".
     assert sent_to <= received_by

@@ -76,8 +76,11 @@ def test_welcome_series_waits_between_steps_and_stops_when_they_buy(
     assert [r for r in got() if r.startswith("buys")] == ["buys@shop.example:Welcome to " + ws.name]
     assert len([r for r in got() if r.startswith("stays")]) == 3
     s.expire_all()
-    states = dict(s.execute(sa.select(FlowEnrollment.contact_id, FlowEnrollment.status)
-                            .where(FlowEnrollment.workspace_id == ws.id)).all())
+    states = dict(
+        s.execute(
+            sa.select(FlowEnrollment.contact_id, FlowEnrollment.status).where(FlowEnrollment.workspace_id == ws.id)
+        ).all()
+    )
     assert states == {stays.id: "completed", buys.id: "exited"}
 
 
@@ -126,7 +129,9 @@ def test_frequency_cap_counts_every_marketing_source(
     seg = segment(s, ws.id, [c])
     tpl = template(s, ws.id)
     for i in range(3):
-        camp = service.create_campaign(s, ws.id, schemas.CampaignCreate(name=f"c{i}", template_id=tpl.id, segment_id=seg.id))
+        camp = service.create_campaign(
+            s, ws.id, schemas.CampaignCreate(name=f"c{i}", template_id=tpl.id, segment_id=seg.id)
+        )
         service.schedule_campaign(s, ws.id, camp.id)
     s.commit()
     w = worker(smtp_server.config)

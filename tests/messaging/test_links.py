@@ -77,19 +77,26 @@ def test_unsubscribe_page_changes_nothing_until_the_one_click_post(
     send = _send(session, workspace, contact)
     path = links.unsubscribe_url(workspace.id, contact.id, send.id).removeprefix(links.base_url())
     page = client.get(path)
-    assert page.status_code == 200 and "<form" in page.text
+    assert page.status_code == 200
+    assert "<form" in page.text
     session.refresh(contact)
-    assert contact.unsubscribed_at is None and contact.email_consent
-    r = client.post(path, content=b"List-Unsubscribe=One-Click",
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    assert contact.unsubscribed_at is None
+    assert contact.email_consent
+    r = client.post(
+        path, content=b"List-Unsubscribe=One-Click", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 200
     session.refresh(contact)
-    assert contact.unsubscribed_at is not None and not contact.email_consent
+    assert contact.unsubscribed_at is not None
+    assert not contact.email_consent
     suppression = session.scalars(sa.select(Suppression).where(Suppression.workspace_id == workspace.id)).one()
     assert (suppression.email, suppression.reason) == ("reader@shop.example", "unsubscribe")
-    assert session.scalar(
-        sa.select(sa.func.count()).where(MessageEvent.send_id == send.id, MessageEvent.kind == "unsubscribed")
-    ) == 1
+    assert (
+        session.scalar(
+            sa.select(sa.func.count()).where(MessageEvent.send_id == send.id, MessageEvent.kind == "unsubscribed")
+        )
+        == 1
+    )
     again = client.post(path)
     assert again.status_code == 200  # idempotent
 
@@ -100,8 +107,15 @@ def test_thank_you_click_carries_the_flow_for_the_cycle_rules(session: Session, 
     contact = create_contact(session, workspace.id)
     flow = flows.install(session, workspace.id, "thank_you", enabled=True)
     step = flows.steps_of(session, flow.id)[0]
-    send = Send(workspace_id=workspace.id, contact_id=contact.id, template_id=step.template_id, flow_id=flow.id,
-                flow_step_id=step.id, kind="transactional", status="sent")
+    send = Send(
+        workspace_id=workspace.id,
+        contact_id=contact.id,
+        template_id=step.template_id,
+        flow_id=flow.id,
+        flow_step_id=step.id,
+        kind="transactional",
+        status="sent",
+    )
     session.add(send)
     session.flush()
     tracking.record_click(session, send.id, "https://shop.example/")

@@ -11,7 +11,6 @@ from collections import Counter
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy.orm import Session
 
 from storefunnel.db import get_sessionmaker, utcnow
 from storefunnel.messaging import flows, repository, schemas, service
@@ -27,7 +26,7 @@ person = st.fixed_dictionaries(
         "consent": st.booleans(),
         "unsubscribed": st.booleans(),
         "suppressed": st.sampled_from([None, "hard_bounce", "complaint", "unsubscribe", "manual"]),
-                "orders": st.booleans(),
+        "orders": st.booleans(),
         "lead": st.booleans(),
     }
 )
@@ -75,7 +74,9 @@ def test_no_marketing_to_anyone_who_may_not_get_it(spec: dict, smtp_server: Smtp
         for n, picks in enumerate(spec["campaigns"]):
             members = [contacts[i] for i in sorted(set(picks)) if i < len(contacts)]
             seg = segment(s, ws.id, members, name=f"g{n}")
-            camp = service.create_campaign(s, ws.id, schemas.CampaignCreate(name=f"c{n}", template_id=tpl.id, segment_id=seg.id))
+            camp = service.create_campaign(
+                s, ws.id, schemas.CampaignCreate(name=f"c{n}", template_id=tpl.id, segment_id=seg.id)
+            )
             service.schedule_campaign(s, ws.id, camp.id)
             campaign_members.append((camp.id, {m.id for m in members}))
         s.commit()
@@ -87,7 +88,8 @@ def test_no_marketing_to_anyone_who_may_not_get_it(spec: dict, smtp_server: Smtp
 
     with maker() as s:
         by_message_id = {
-            r.message_id: r for r in s.scalars(sa.select(Send).where(Send.workspace_id == ws_id, Send.message_id.is_not(None)))
+            r.message_id: r
+            for r in s.scalars(sa.select(Send).where(Send.workspace_id == ws_id, Send.message_id.is_not(None)))
         }
         state = {c.id: c for c in s.scalars(sa.select(Contact).where(Contact.workspace_id == ws_id))}
         index = {c.id: i for i, c in enumerate(contacts)}
@@ -99,15 +101,19 @@ def test_no_marketing_to_anyone_who_may_not_get_it(spec: dict, smtp_server: Smtp
             assert received.rcpt_tos == [contact.email]
             assert p["suppressed"] not in ("hard_bounce", "complaint"), "mail to a bounced or complaining address"
             if send.kind == "marketing":
-                assert p["consent"] and not p["unsubscribed"] and p["suppressed"] is None, (p, send.id)
+                assert p["consent"], (p, send.id)
+                assert not p["unsubscribed"], (p, send.id)
+                assert p["suppressed"] is None, (p, send.id)
                 assert received.message["List-Unsubscribe"] is not None
             got[(send.campaign_id, send.flow_id, send.contact_id)] += 1
         assert all(n == 1 for n in got.values())
         # Liveness: each campaign reached exactly the members who may get marketing.
         for campaign_id, members in campaign_members:
             may = {
-                c for c in members
-                if spec["people"][index[c]]["consent"] and not spec["people"][index[c]]["unsubscribed"]
+                c
+                for c in members
+                if spec["people"][index[c]]["consent"]
+                and not spec["people"][index[c]]["unsubscribed"]
                 and spec["people"][index[c]]["suppressed"] is None
             }
             reached = {k[2] for k in got if k[0] == campaign_id}
