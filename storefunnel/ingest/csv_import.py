@@ -129,13 +129,13 @@ class _Source:
         while True:
             data = self.raw.read(self.BLOCK)
             buffer = self.rest + data
-            if not data:
-                cut = len(buffer)
-            else:
+            if data:
                 cut = buffer.rfind(b"\n") + 1 or buffer.rfind(b"\r", 0, len(buffer) - 1) + 1
-            if not cut:
-                self.rest = buffer
-                continue
+                if not cut:
+                    self.rest = buffer  # no line break yet: read on
+                    continue
+            else:
+                cut = len(buffer)
             block, self.rest = buffer[:cut], buffer[cut:]
             text = block.decode("utf-8", "surrogateescape")
             if not self.suspect and not text.isascii():

@@ -125,14 +125,19 @@ class SqlRunner:
         t1 = time.perf_counter()
         conn = self.session.connection()
         if self.name == "postgresql":
-            # For this query only, compiled literals and DATE_TRUNC read timestamptz as UTC wall time; the
-            # session's own zone comes back afterwards (a failed query aborts the transaction, whose rollback
-            # undoes the SET LOCAL anyway).
+            # For this query only: compiled literals and DATE_TRUNC read timestamptz as UTC wall time, and no JIT
+            # (it spent 0.7 s compiling each aggregate of a 1M-contact store and won nothing back). The session's
+            # settings come back afterwards (a failed query aborts the transaction, whose rollback undoes the
+            # SET LOCALs anyway).
             saved = conn.exec_driver_sql(
-                "SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', true)"
+                "SELECT current_setting('TimeZone'), current_setting('jit'), "
+                "set_config('TimeZone', 'UTC', true), set_config('jit', 'off', true)"
             ).one()
             rows = conn.exec_driver_sql(sql).fetchall()
-            conn.exec_driver_sql("SELECT set_config('TimeZone', %(tz)s, true)", {"tz": saved[0]})
+            conn.exec_driver_sql(
+                "SELECT set_config('TimeZone', %(tz)s, true), set_config('jit', %(jit)s, true)",
+                {"tz": saved[0], "jit": saved[1]},
+            )
         else:
             rows = conn.exec_driver_sql(sql).fetchall()
         self.timing.compile_s += t1 - t0

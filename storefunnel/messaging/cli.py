@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.orm import Session
 
 from storefunnel.db import get_sessionmaker
-from storefunnel.errors import AppError, NotFound
+from storefunnel.errors import AppError, NotFound, describe_validation_errors
 from storefunnel.messaging import flows, schemas, service
 from storefunnel.models import Campaign, EmailTemplate, Flow, Segment
 from storefunnel.tenancy import scoped
@@ -205,8 +206,8 @@ def message_test_send(
 
     try:
         result = _run(workspace, _send)
-    except ValueError as exc:
-        raise _fail(f"--to: {exc}") from None
+    except ValidationError as exc:
+        raise _fail(describe_validation_errors(list(exc.errors()))[0]) from None
     if result.result != "sent":
         raise _fail(f"not sent ({result.result}): {result.detail}")
     out.print(f"sent to {result.to}")
@@ -222,7 +223,7 @@ def message_suppress(
     """Put an address on the suppression list."""
     try:
         data = schemas.SuppressionCreate.model_validate({"email": email, "reason": reason})
-    except ValueError as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+    except ValidationError as exc:
+        raise _fail(describe_validation_errors(list(exc.errors()))[0]) from None
     row = _run(workspace, lambda s, ws: service.add_suppression(s, ws, data))
     print(row.email)

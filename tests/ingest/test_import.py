@@ -337,9 +337,10 @@ def test_fast_path_agrees_with_the_exact_path(tmp_path: Path, pg: bool) -> None:
             try:
                 expected = order_from_rows(cols, group, "EUR", tz)
             except OrderRowsError as exc:
+                refusal = (exc.line, str(exc))
                 with pytest.raises(OrderRowsError) as raised:
                     fast.add(quick, group)
-                assert (raised.value.line, str(raised.value)) == (exc.line, str(exc))
+                assert (raised.value.line, str(raised.value)) == refusal
                 refused += 1
                 continue
             fast._fast(quick, group)  # the fast path itself, not its fallback
@@ -391,3 +392,25 @@ def test_line_numbers_across_blocks_multiline_cells_and_late_bad_bytes(
     }
     assert (result.rows, result.rejected) == (len(rows) - 1, 2)
     assert count(session, OrderLine, workspace.id) == len(rows) - 3
+
+
+def test_a_failing_merge_stops_the_parsing_thread(session: Session, workspace: Workspace, tmp_path: Path) -> None:
+    """An error after a chunk (here from the commit hook) propagates, and the parse-ahead thread is gone."""
+    import threading
+
+    from bench.csv_import import write_orders_csv
+
+    path = tmp_path / "orders.csv"
+    write_orders_csv(path, 3000, seed=11)
+    chunks = 0
+
+    def fail_second() -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        import_csv(session, workspace.id, "orders", path, chunk_rows=500, after_chunk=fail_second)
+    assert chunks == 2
+    assert not [t for t in threading.enumerate() if t.name == "csv-import-parse"]
