@@ -141,6 +141,7 @@ def ours(url: str, path: Path, chunk_rows: int) -> tuple[float, float, float, di
         result = import_csv(session, ws, "orders", path, chunk_rows=chunk_rows, after_chunk=session.commit)
         session.commit()
         first, cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(f"first import: {first:.1f} s, {cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
         t0 = time.perf_counter()
         again = import_csv(session, ws, "orders", path, chunk_rows=chunk_rows, after_chunk=session.commit)
         session.commit()
