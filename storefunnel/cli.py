@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 
 from storefunnel.auth.keys import create_key, revoke_key
+from storefunnel.cli_support import JsonOpt, WorkspaceOpt, fail, out
 from storefunnel.config import get_settings
 from storefunnel.cycle.cli import cycle_app
 from storefunnel.db import get_engine, get_sessionmaker
@@ -57,18 +57,9 @@ app.command("attribution")(attribution_command)
 app.add_typer(clv_app, name="clv")
 app.add_typer(related_app, name="related")
 
-err = Console(stderr=True)
-out = Console()
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEMO_EMAIL = "demo@storefunnel.local"
 DEMO_PASSWORD = "storefunnel-demo"
 
-
-def fail(message: str) -> typer.Exit:
-    """Print one clear line on stderr; the caller raises the returned Exit."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def run_in_session(fn: Any) -> Any:

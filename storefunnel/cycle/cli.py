@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from sqlalchemy.orm import Session
 
+from storefunnel.cli_support import JsonOpt, WorkspaceOpt, out
+from storefunnel.cli_support import dump_json as _dump
+from storefunnel.cli_support import fail as _fail
+from storefunnel.cli_support import run_in_workspace as _run
 from storefunnel.cycle import service
 from storefunnel.cycle.rules import CycleRules
-from storefunnel.db import get_sessionmaker, utcnow
-from storefunnel.errors import AppError, describe_validation_errors
-from storefunnel.workspaces.service import get_workspace_by_name
+from storefunnel.db import utcnow
+from storefunnel.errors import describe_validation_errors
 
 cycle_app = typer.Typer(help="The five-stage sales cycle: stages, history, rules.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
-T = TypeVar("T")
-
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def _when(value: str | None, name: str) -> dt.datetime | None:
@@ -40,22 +30,6 @@ def _when(value: str | None, name: str) -> dt.datetime | None:
     except ValueError:
         raise _fail(f"{name}: not an ISO 8601 time: {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def _run(workspace: str, fn: Callable[[Session, int], T]) -> T:
-    """One transaction: commit on success, roll back and print one line on a domain error."""
-    with get_sessionmaker()() as session:
-        try:
-            result = fn(session, get_workspace_by_name(session, workspace).id)
-            session.commit()
-            return result
-        except AppError as exc:
-            session.rollback()
-            raise _fail(exc.detail) from None
-
-
-def _dump(data: Any) -> None:
-    print(json.dumps(data, default=lambda v: v.isoformat() if isinstance(v, dt.datetime) else str(v)))
 
 
 @cycle_app.command("recompute")

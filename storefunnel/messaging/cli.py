@@ -3,54 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from sqlalchemy.orm import Session
 
-from storefunnel.db import get_sessionmaker
-from storefunnel.errors import AppError, NotFound, describe_validation_errors
+from storefunnel.cli_support import JsonOpt, WorkspaceOpt, out
+from storefunnel.cli_support import dump_json as _dump
+from storefunnel.cli_support import fail as _fail
+from storefunnel.cli_support import run_in_workspace as _run
+from storefunnel.errors import NotFound, describe_validation_errors
 from storefunnel.messaging import flows, schemas, service
 from storefunnel.models import Campaign, EmailTemplate, Flow, Segment
 from storefunnel.tenancy import scoped
-from storefunnel.workspaces.service import get_workspace_by_name
 
 flow_app = typer.Typer(
     help="Flows: welcome, abandoned_cart, thank_you, keep_in_touch, win_back, ...", no_args_is_help=True
 )
 campaign_app = typer.Typer(help="Campaigns: one message to a segment, now or scheduled.", no_args_is_help=True)
 message_app = typer.Typer(help="Messages: test sends and the suppression list.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
-T = TypeVar("T")
-
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
-
-
-def _run(workspace: str, fn: Callable[[Session, int], T]) -> T:
-    """One transaction: commit on success, roll back and print one line on a domain error."""
-    with get_sessionmaker()() as session:
-        try:
-            result = fn(session, get_workspace_by_name(session, workspace).id)
-            session.commit()
-            return result
-        except AppError as exc:
-            session.rollback()
-            raise _fail(exc.detail) from None
-
-
-def _dump(data: Any) -> None:
-    print(json.dumps(data, default=lambda v: v.isoformat() if isinstance(v, dt.datetime) else str(v)))
 
 
 def _by_name(session: Session, model: Any, workspace_id: int, name: str, what: str) -> Any:

@@ -2,47 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from sqlalchemy.orm import Session
 
-from storefunnel.db import get_sessionmaker
-from storefunnel.errors import AppError
+from storefunnel.cli_support import JsonOpt, WorkspaceOpt, out
+from storefunnel.cli_support import dump_json as _dump
+from storefunnel.cli_support import run_in_workspace as _run
 from storefunnel.scoring import service
-from storefunnel.workspaces.service import get_workspace_by_name
 
 score_app = typer.Typer(help="Lead scoring: who is likely to buy soon, and why.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
-T = TypeVar("T")
-
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
-
-
-def _run(workspace: str, fn: Callable[[Session, int], T]) -> T:
-    with get_sessionmaker()() as session:
-        try:
-            result = fn(session, get_workspace_by_name(session, workspace).id)
-            session.commit()
-            return result
-        except AppError as exc:
-            session.rollback()
-            raise _fail(exc.detail) from None
-
-
-def _dump(data: Any) -> None:
-    print(json.dumps(data, default=lambda v: v.isoformat() if isinstance(v, dt.datetime) else str(v)))
 
 
 def _show(summary: dict[str, Any]) -> None:

@@ -7,51 +7,25 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from sqlalchemy.orm import Session
 
-from storefunnel.db import get_sessionmaker
-from storefunnel.errors import AppError, NotFound
+from storefunnel.cli_support import JsonOpt, WorkspaceOpt, err, out
+from storefunnel.cli_support import fail as _fail
+from storefunnel.cli_support import run_in_workspace as _run
+from storefunnel.errors import NotFound
 from storefunnel.models import Segment
 from storefunnel.pagination import MAX_LIMIT
 from storefunnel.segments import repository, service
 from storefunnel.segments.schemas import SegmentCreate
 from storefunnel.tenancy import get_scoped
-from storefunnel.workspaces.service import get_workspace_by_name
 
 segments_app = typer.Typer(help="Buying groups (segments): rules or lists of contacts.", no_args_is_help=True)
-err = Console(stderr=True)
-out = Console()
-T = TypeVar("T")
 
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SegmentArg = Annotated[str, typer.Argument(help="Segment id or name.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
-
-
-def _run(workspace: str, fn: Callable[[Session, int], T]) -> T:
-    """Run ``fn(session, workspace_id)`` in one transaction; a domain error is one line and exit code 2."""
-    with get_sessionmaker()() as session:
-        try:
-            result = fn(session, get_workspace_by_name(session, workspace).id)
-            session.commit()
-            return result
-        except AppError as exc:
-            session.rollback()
-            detail = exc.detail
-            if exc.errors and len(exc.errors) > 1:
-                detail += "".join(f"\n  {e.get('path', '')}: {e.get('message', '')}" for e in exc.errors[1:])
-            raise _fail(detail) from None
 
 
 def _find(session: Session, workspace_id: int, ref: str) -> Segment:
