@@ -1,4 +1,4 @@
-"""ISO 4217 currency codes a store can be paid in, so "EURO" or "XXX" is refused at the door."""
+"""ISO 4217 currency codes a store can be paid in, so "EURO" or "ABC" is refused at the door."""
 
 from __future__ import annotations
 
