@@ -71,6 +71,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "left_at": "timestamp",
     },
     "segments": {"id": "int64", "workspace_id": "int64", "name": "string"},
+    "stage_changes": {
+        "id": "int64",
+        "workspace_id": "int64",
+        "contact_id": "int64",
+        "stage": "string",
+        "changed_at": "timestamp",
+    },
 }
 
 

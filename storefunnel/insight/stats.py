@@ -169,3 +169,88 @@ def quantiles_from_counts(
         hi = min(lo + 1, n - 1)
         out.append(at(lo) + (h - lo) * (at(hi) - at(lo)))
     return out
+
+
+@dataclass(frozen=True)
+class RateRatio:
+    """How a rate now compares with the same rate before: ``ratio`` (1.0 = unchanged), its 95% interval and the
+    two-sided p-value of "no change". ``observed`` events now; ``expected`` what the earlier rates predict."""
+
+    ratio: float | None
+    interval: tuple[float, float] | None
+    p_value: float | None
+    observed: int
+    expected: float | None
+
+    @property
+    def change(self) -> float | None:
+        return None if self.ratio is None else self.ratio - 1.0
+
+    @property
+    def change_interval(self) -> tuple[float, float] | None:
+        return None if self.interval is None else (self.interval[0] - 1.0, self.interval[1] - 1.0)
+
+
+def poisson_rate_ratio(events: int, exposure: float, ref_events: int, ref_exposure: float) -> RateRatio:
+    """Ratio of two Poisson rates (e.g. leads per day now and before), by the exact conditional test.
+
+    Given the total, the current count is binomial with p = exposure / (exposure + ref_exposure) when the rates
+    are equal; the Clopper-Pearson interval on that p maps to an exact interval on the ratio.
+    """
+    n = events + ref_events
+    if n == 0 or exposure <= 0 or ref_exposure <= 0:
+        return RateRatio(None, None, None, events, None)
+    p0 = exposure / (exposure + ref_exposure)
+    test = sps.binomtest(events, n, p0)
+    ci = test.proportion_ci(confidence_level=0.95, method="exact")
+    scale = ref_exposure / exposure
+
+    def to_ratio(p: float) -> float:
+        return math.inf if p >= 1.0 else p / (1.0 - p) * scale
+
+    ratio = (events / exposure) / (ref_events / ref_exposure) if ref_events else None
+    return RateRatio(ratio, (to_ratio(ci.low), to_ratio(ci.high)), float(test.pvalue), events, ref_events / scale)
+
+
+def standardised_rate_ratio(
+    events: npt.ArrayLike, exposure: npt.ArrayLike, ref_events: npt.ArrayLike, ref_exposure: npt.ArrayLike
+) -> RateRatio:
+    """Rate ratio now/before adjusted for a stratifying variable (e.g. days since a contact became a lead).
+
+    Each stratum ``i`` has events and exposure (person-days) in both periods. The estimate is the Mantel-Haenszel
+    rate ratio, its interval uses the Greenland-Robins (1985) variance of its log, and the p-value is the
+    stratified score test of ratio 1 (Rothman, Modern Epidemiology, ch. 15). ``expected`` is the current events
+    the earlier stratum rates predict. Strata without exposure in either period carry no information and drop out.
+    """
+    a, n1 = np.asarray(events, dtype=np.float64), np.asarray(exposure, dtype=np.float64)
+    b, n0 = np.asarray(ref_events, dtype=np.float64), np.asarray(ref_exposure, dtype=np.float64)
+    keep = (n1 > 0) & (n0 > 0)
+    a, n1, b, n0 = a[keep], n1[keep], b[keep], n0[keep]
+    observed = int(a.sum())
+    expected = float((b / n0 * n1).sum()) if keep.any() else None
+    t = n1 + n0
+    num = float((a * n0 / t).sum())
+    den = float((b * n1 / t).sum())
+    if num <= 0 or den <= 0:
+        return RateRatio(None if den <= 0 else 0.0, None, None, observed, expected)
+    ratio = num / den
+    var_log = float((n1 * n0 * (a + b) / (t * t)).sum()) / (num * den)
+    half = Z95 * math.sqrt(var_log)
+    w = n1 / t
+    score = float((a - (a + b) * w).sum())
+    var = float(((a + b) * w * (1 - w)).sum())
+    p = float(2 * sps.norm.sf(abs(score) / math.sqrt(var))) if var > 0 else 1.0
+    return RateRatio(ratio, (ratio * math.exp(-half), ratio * math.exp(half)), p, observed, expected)
+
+
+def proportion_ratio(k: int, n: int, ref_k: int, ref_n: int) -> RateRatio:
+    """Ratio of two proportions (now / before) with the Katz log interval and the pooled z-test p-value."""
+    if n <= 0 or ref_n <= 0 or ref_k <= 0:
+        return RateRatio(None, None, None, k, None)
+    ratio = (k / n) / (ref_k / ref_n)
+    expected = ref_k / ref_n * n
+    if k == 0:
+        return RateRatio(0.0, None, two_proportion_z(k, n, ref_k, ref_n), k, expected)
+    se = math.sqrt(max(1 / k - 1 / n + 1 / ref_k - 1 / ref_n, 0.0))
+    interval = (ratio * math.exp(-Z95 * se), ratio * math.exp(Z95 * se))
+    return RateRatio(ratio, interval, two_proportion_z(k, n, ref_k, ref_n), k, expected)

@@ -667,7 +667,7 @@ class Simulator:
         ci = np.flatnonzero(code >= 0)
         props[ci] = [json.dumps({"coupon": CODES[c]}) for c in code[ci].tolist()]
         ti = np.flatnonzero((event == OPEN) & (variant == chv.THANK_YOU_VARIANT))
-        props[ti] = [f'{{"order_id": "{ext[o]}"}}' for o in order[ti].tolist()]
+        props[ti] = [f'{{"order_id": "{ext[o]}", "flow": "thank_you"}}' for o in order[ti].tolist()]
         return {
             "workspace_id": np.full(nt, workspace_id, dtype=np.int64),
             "contact_id": cid_obj[contact],
