@@ -5,6 +5,7 @@ What a script needs from a command (a new key, an id) is the last line of its st
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 from typing import Annotated, Any
@@ -15,14 +16,18 @@ import typer
 from storefunnel.auth.keys import create_key, revoke_key
 from storefunnel.cli_support import JsonOpt, WorkspaceOpt, fail, out
 from storefunnel.config import get_settings
+from storefunnel.cycle import service as cycle_service
 from storefunnel.cycle.cli import cycle_app
 from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
 from storefunnel.ingest.cli import import_app, webhook_app
+from storefunnel.insight.advice_cli import advise_app
 from storefunnel.insight.cli import insight_app
+from storefunnel.insight.digest_cli import digest_command, digest_schedule_command
 from storefunnel.insight.model_cli import attribution_command, clv_app, related_app
+from storefunnel.insight.report_cli import report_command
 from storefunnel.jobs.worker import worker_command
-from storefunnel.messaging.cli import campaign_app, flow_app, message_app
+from storefunnel.messaging.cli import campaign_app, flow_app, message_app, messaging_app
 from storefunnel.migrate import upgrade
 from storefunnel.models import ApiKey, Contact, KeyKind, Role, User, Workspace
 from storefunnel.scoring.cli import score_app
@@ -51,15 +56,19 @@ app.add_typer(score_app, name="score")
 app.add_typer(flow_app, name="flow")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(message_app, name="message")
+app.add_typer(messaging_app, name="messaging")
 app.command("worker")(worker_command)
 app.add_typer(insight_app, name="insight")
+app.add_typer(advise_app, name="advise")
+advise_app.command("digest")(digest_command)
+advise_app.command("digest-schedule")(digest_schedule_command)
 app.command("attribution")(attribution_command)
+app.command("report")(report_command)
 app.add_typer(clv_app, name="clv")
 app.add_typer(related_app, name="related")
 
 DEMO_EMAIL = "demo@storefunnel.local"
 DEMO_PASSWORD = "storefunnel-demo"
-
 
 
 def run_in_session(fn: Any) -> Any:
@@ -128,6 +137,8 @@ def demo(
     if empty:
         out.print(f"simulating a store: {contacts} contacts over {days} days…")
         simulate_store(get_engine(), ws.id, contacts=contacts, days=days, seed=1, progress=True)
+        out.print("computing the sales cycle of every contact…")
+        run_in_session(lambda s: cycle_service.recompute(s, ws.id, dt.datetime.now(dt.UTC)))
     if not has_demo_user:
         run_in_session(lambda s: create_user(s, ws.id, DEMO_EMAIL, DEMO_PASSWORD, Role.owner))
     out.print(f"\n  dashboard: http://127.0.0.1:{port}\n  login:     {DEMO_EMAIL}\n  password:  {DEMO_PASSWORD}\n")

@@ -599,7 +599,8 @@ def marketing_loss(prospecting: StageReading, conversion: StageReading) -> float
     if before <= 0:
         return 0.0
     per_lead = (conversion.previous or 0.0) / before
-    return max(before - now, 0.0) * per_lead
+    aim = prospecting.evidence.get("target_leads", before) if prospecting.status == "below_target" else before
+    return max(aim - now, 0.0) * per_lead
 
 
 @dataclass(frozen=True)

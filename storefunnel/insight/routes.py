@@ -1,4 +1,4 @@
-"""/api/v1/insight: the owner's questions (funnel, channels, who buys, retention) as JSON or CSV."""
+"""/api/v1/insight: the owner's questions (funnel, channels, who buys, retention, the advice) as JSON or CSV."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storefunnel.auth.deps import CurrentWorkspace
 from storefunnel.db import SessionDep
+from storefunnel.insight.advice import Targets, advice_report, default_period, get_targets, set_targets
 from storefunnel.insight.channels import channels_report
 from storefunnel.insight.facts import Period
 from storefunnel.insight.funnel import funnel_report
@@ -129,3 +130,35 @@ class BuyingGroupCreate(BaseModel):
 def create_buying_group(data: BuyingGroupCreate, session: SessionDep, workspace_id: CurrentWorkspace) -> Any:
     """Save a who-buys cell as a dynamic segment (its members refresh with the data)."""
     return save_buying_group(session, workspace_id, data.attributes, data.name)
+
+
+def advice_period(first: str | None, last: str | None) -> Period:
+    """Both days missing: the last 28 whole days; otherwise as given (28 days ending on ``to`` by default)."""
+    if first is None and last is None:
+        return default_period()
+    return Period.parse(first, last, default_days=28)
+
+
+@router.get("/advice")
+def get_advice(
+    session: SessionDep,
+    workspace_id: CurrentWorkspace,
+    first: FromParam = None,
+    last: ToParam = None,
+    format: FormatParam = "json",
+) -> Any:
+    """Marketing or sales? The period (default: the last 28 whole days) against the one before, stage by stage:
+    ``focus`` (marketing, sales or unclear), ranked ``recommendations`` with their evidence, and the ``stages``."""
+    return _reply(advice_report(session, workspace_id, advice_period(first, last)), format, "stages")
+
+
+@router.get("/advice/targets", response_model=Targets)
+def get_advice_targets(session: SessionDep, workspace_id: CurrentWorkspace) -> Any:
+    """The owner's targets the advice also tests against (weekly leads, 30-day conversion of leads)."""
+    return get_targets(session, workspace_id)
+
+
+@router.put("/advice/targets", response_model=Targets)
+def put_advice_targets(data: Targets, session: SessionDep, workspace_id: CurrentWorkspace) -> Any:
+    """Set (or clear, with null) the targets."""
+    return set_targets(session, workspace_id, data)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from storefunnel.config import get_settings
+from storefunnel.cycle import service as cycle_service
 from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
 from storefunnel.migrate import upgrade
@@ -74,6 +75,9 @@ def simulate_command(
         anchor=end,
         replace=replace,
     )
+    with get_sessionmaker()() as session:
+        cycle_service.recompute(session, ws_id, dt.datetime.now(dt.UTC))
+        session.commit()
     counts = result["counts"]
     err.print(
         f"{counts['contacts']} contacts, {counts['customers']} customers, {counts['orders']} orders, "
