@@ -68,8 +68,9 @@ def install_dashboard(app: FastAPI) -> None:
     from storefunnel.web import segment_pages
 
     app.include_router(segment_pages.router)
-    from storefunnel.web import insight_pages
+    from storefunnel.web import advice_pages, insight_pages
 
+    app.include_router(advice_pages.router)
     app.include_router(insight_pages.router)
     from storefunnel.web import messaging_pages
 

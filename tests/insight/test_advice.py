@@ -22,13 +22,13 @@ from storefunnel.auth.keys import create_key
 from storefunnel.cli import app as cli_app
 from storefunnel.cycle import service as cycle
 from storefunnel.errors import Invalid
-from storefunnel.insight.advice import Facts, Targets, advice_report, advise, previous_of
+from storefunnel.insight.advice import Facts, Targets, advice_report, advise, get_targets, previous_of
 from storefunnel.insight.engine import duckdb_runner
 from storefunnel.insight.facts import Period, snapshot
 from storefunnel.insight.stats import poisson_rate_ratio, proportion_ratio, standardised_rate_ratio
 from storefunnel.models import KeyKind, Workspace
 from storefunnel.simulate import simulate_store
-from storefunnel.workspaces.service import create_workspace
+from storefunnel.workspaces.service import create_user, create_workspace
 
 # --- the statistics ---------------------------------------------------------------------------------------
 
@@ -297,3 +297,35 @@ def test_advise_command(lead_drop_store: Workspace) -> None:
     targets = runner.invoke(cli_app, ["advise", "targets", "-w", lead_drop_store.name, "--conversion-rate", "2"])
     assert targets.exit_code == 2
     assert "conversion_rate" in targets.stderr
+
+
+def test_advice_page(client: TestClient, session: Session, lead_drop_store: Workspace) -> None:
+    from tests.web.helpers import csrf_from, login
+
+    user = create_user(session, lead_drop_store.id, f"owner-{uuid.uuid4().hex[:8]}@example.com", "a long password 1")
+    assert login(client, user.email, "a long password 1")[0] == 303
+    query = {"from": ADVICE_PERIOD.first.isoformat(), "to": ADVICE_PERIOD.last.isoformat()}
+    page = client.get("/together/advice", params=query)
+    assert page.status_code == 200, page.text
+    assert "Improve your marketing" in page.text
+    assert 'data-testid="chart-stages"' in page.text
+    assert 'data-stage="prospecting" data-status="worse"' in page.text
+    assert 'href="/together/advice"' in page.text  # in the navigation
+    csv = client.get("/dashboard-data/insight/advice.csv", params=query)
+    assert csv.status_code == 200
+    assert csv.text.startswith("number,stage,side")
+    token = csrf_from(page.text)
+    bad = client.post("/together/advice/targets", data={"csrf_token": token, "conversion_percent": "250"})
+    assert bad.status_code == 422
+    assert "conversion_percent" in bad.text
+    assert get_targets(session, lead_drop_store.id).conversion_rate is None
+    ok = client.post(
+        "/together/advice/targets",
+        data={"csrf_token": token, "leads_per_week": "900", "conversion_percent": "12.5"},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    assert get_targets(session, lead_drop_store.id) == Targets(leads_per_week=900, conversion_rate=0.125)
+    short = client.get("/together/advice", params={"from": "2026-05-01", "to": "2026-05-02"})
+    assert short.status_code == 422
+    assert "from: the period must span" in short.text
