@@ -223,8 +223,9 @@ def events_by_age(
 
 def age_standardised(
     entries: Columns, events: Columns, origin: dt.date, current: Period, previous: Period, max_age: int
-) -> RateRatio:
-    """Events now against before, per entity-day of the same age (days since becoming a lead or a customer)."""
+) -> tuple[RateRatio, int]:
+    """Events now against before, per entity-day of the same age (days since becoming a lead or a customer);
+    and the number of events before."""
     e_day = day_index(entries["day"], origin)
     e_n = np.asarray(entries["n"], dtype=np.int64)
     v_entry = day_index(events["entry_day"], origin)
@@ -232,12 +233,14 @@ def age_standardised(
     v_n = np.asarray(events["n"], dtype=np.int64)
     spans = [((p.first - origin).days, (p.last - origin).days) for p in (current, previous)]
     (c0, c1), (p0, p1) = spans
-    return standardised_rate_ratio(
+    before = events_by_age(v_entry, v_day, v_n, p0, p1, max_age)
+    ratio = standardised_rate_ratio(
         events_by_age(v_entry, v_day, v_n, c0, c1, max_age),
         exposure_by_age(e_day, e_n, c0, c1, max_age),
-        events_by_age(v_entry, v_day, v_n, p0, p1, max_age),
+        before,
         exposure_by_age(e_day, e_n, p0, p1, max_age),
     )
+    return ratio, int(before.sum())
 
 
 def split_counts(cols: Columns, *names: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -400,9 +403,8 @@ def conversion_30d(f: Facts, current: Period, previous: Period) -> tuple[int, in
 
 def read_conversion(f: Facts, current: Period, previous: Period, origin: dt.date, targets: Targets) -> StageReading:
     leads = {"day": f.leads["day"], "n": f.leads["n"]}
-    c = age_standardised(leads, f.first_orders, origin, current, previous, LEAD_AGE_DAYS)
-    before = c.expected / c.ratio if c.expected is not None and c.ratio else None
-    status = judge(c, c.observed + (before or 0) >= MIN_EVENTS)
+    c, before = age_standardised(leads, f.first_orders, origin, current, previous, LEAD_AGE_DAYS)
+    status = judge(c, c.observed + before >= MIN_EVENTS)
     expected = c.expected
     text = (
         f"{c.observed:,} leads became customers in the last {current.days} days; the conversion rates of the "
@@ -413,6 +415,7 @@ def read_conversion(f: Facts, current: Period, previous: Period, origin: dt.date
     rate = bought / cohort_leads if cohort_leads else None
     evidence: dict[str, Any] = {
         "new_customers": c.observed,
+        "previous_new_customers": before,
         "expected_new_customers": expected,
         "conversion_30d": rate,
         "conversion_30d_leads": cohort_leads,
@@ -494,9 +497,8 @@ def read_thank_you(f: Facts, current: Period, previous: Period) -> StageReading:
 
 
 def read_keeping_in_touch(f: Facts, current: Period, previous: Period, origin: dt.date) -> StageReading:
-    c = age_standardised(f.new_customers, f.repeat_orders, origin, current, previous, CUSTOMER_AGE_DAYS)
-    before = c.expected / c.ratio if c.expected is not None and c.ratio else None
-    status = judge(c, c.observed + (before or 0) >= MIN_EVENTS)
+    c, before = age_standardised(f.new_customers, f.repeat_orders, origin, current, previous, CUSTOMER_AGE_DAYS)
+    status = judge(c, c.observed + before >= MIN_EVENTS)
     text = (
         f"Customers placed {c.observed:,} repeat orders in the last {current.days} days; the rates before predict "
         f"{c.expected or 0:,.0f} ({change_words(c)} per customer of the same age)."
@@ -504,7 +506,7 @@ def read_keeping_in_touch(f: Facts, current: Period, previous: Period, origin: d
     return StageReading(
         5, "keeping_in_touch", "sales", STAGES[4][3], "repeat_orders", c.observed, before, c, status, text,
         "repeat_orders_down" if status == "worse" else "", 0.0,
-        {"repeat_orders": c.observed, "expected_repeat_orders": c.expected},
+        {"repeat_orders": c.observed, "previous_repeat_orders": before, "expected_repeat_orders": c.expected},
     )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ CONTACTS = 5000
 DAYS = 84
 ANCHOR = dt.date(2026, 6, 1)
 MIN_HIT_RATE = 0.9
+ADVICE_SCENARIOS = {"seeds": len(SEEDS), "contacts": CONTACTS, "days": DAYS, "min_hit_rate": MIN_HIT_RATE}
 
 
 def advise_simulated(scenario: str, seed: int) -> dict[str, Any]:
