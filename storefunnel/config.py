@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:8025"
     public_url: str = "http://127.0.0.1:8000"
     login_attempts_per_minute: int = 10
+    # Analytics: the live database, a DuckDB snapshot, or auto (snapshots for large stores; insight/snapshots.py).
+    analytics_engine: Literal["auto", "database", "duckdb"] = "auto"
+    snapshot_min_contacts: int = 50_000
+    snapshot_max_age_s: int = 3600
     max_page_size: int = 500
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ the one losing more customers when both do, or ``unclear`` (nothing significant,
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from storefunnel.cycle.service import get_rules
 from storefunnel.errors import Invalid
-from storefunnel.insight.engine import Columns, Runner, SqlRunner, workspace_currency
+from storefunnel.insight.engine import Columns, Runner, workspace_currency
 from storefunnel.insight.facts import Period, buyers, flag, seconds_between, table, valid_orders
 from storefunnel.insight.stats import RateRatio, poisson_rate_ratio, proportion_ratio, standardised_rate_ratio
 from storefunnel.models import Workspace
@@ -728,14 +729,13 @@ def advice(
 def advice_report(
     session: Session, workspace_id: int, period: Period | None = None, runner: Runner | None = None
 ) -> dict[str, Any]:
-    """The advice for ``period`` (default: the last 28 whole days) as JSON-ready data, computed on the session's
-    own database (or on ``runner``, e.g. a DuckDB snapshot)."""
+    """The advice for ``period`` (default: the last 28 whole days) as JSON-ready data, computed on ``runner`` or
+    the workspace's analytics engine (``insight.snapshots``); settings and targets come from the session."""
+    from storefunnel.insight.snapshots import analytics_runner, source
+
     rules = get_rules(session, workspace_id)
-    return advice(
-        runner or SqlRunner(session),
-        workspace_id,
-        period or default_period(),
-        workspace_currency(session, workspace_id),
-        get_targets(session, workspace_id),
-        rules.thank_you_window_days,
-    ).as_dict()
+    currency = workspace_currency(session, workspace_id)
+    targets = get_targets(session, workspace_id)
+    with analytics_runner(session, workspace_id) if runner is None else nullcontext(runner) as r:
+        result = advice(r, workspace_id, period or default_period(), currency, targets, rules.thank_you_window_days)
+        return {**result.as_dict(), "source": source(r)}

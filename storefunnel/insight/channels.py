@@ -16,7 +16,7 @@ from typing import Any
 import ibis.expr.types as ir
 from sqlalchemy.orm import Session
 
-from storefunnel.insight.engine import Runner, SqlRunner, workspace_currency
+from storefunnel.insight.engine import Runner, workspace_currency
 from storefunnel.insight.facts import Period, flag, table, valid_orders
 from storefunnel.insight.funnel import NO_CAMPAIGN, lead_facts
 from storefunnel.insight.stats import Rate, ratio
@@ -156,4 +156,8 @@ def channels(runner: Runner, workspace_id: int, period: Period, currency: str) -
 
 
 def channels_report(session: Session, workspace_id: int, period: Period) -> dict[str, Any]:
-    return channels(SqlRunner(session), workspace_id, period, workspace_currency(session, workspace_id)).as_dict()
+    from storefunnel.insight.snapshots import analytics_runner, source
+
+    currency = workspace_currency(session, workspace_id)
+    with analytics_runner(session, workspace_id) as runner:
+        return {**channels(runner, workspace_id, period, currency).as_dict(), "source": source(runner)}

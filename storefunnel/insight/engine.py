@@ -153,6 +153,7 @@ class DuckRunner:
     con: Any
     name: str = "duckdb"
     timing: Timing = field(default_factory=Timing)
+    as_of: dt.datetime | None = None  # when the snapshot was taken (UTC), if known
 
     def run(self, expr: ir.Table) -> Columns:
         t0 = time.perf_counter()
@@ -175,7 +176,7 @@ def duckdb_runner(path: str | Path) -> Iterator[DuckRunner]:
         raise Invalid(f"engine: no DuckDB snapshot at {p}; make one with 'storefunnel insight snapshot'")
     con = duckdb.connect(str(p), read_only=True)
     try:
-        yield DuckRunner(con)
+        yield DuckRunner(con, as_of=dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC).replace(tzinfo=None))
     finally:
         con.close()
 

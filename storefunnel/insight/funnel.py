@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from storefunnel.errors import Invalid
-from storefunnel.insight.engine import Columns, Runner, SqlRunner
+from storefunnel.insight.engine import Columns, Runner
 from storefunnel.insight.facts import Period, buyers, days_between, flag, seconds_between, table, week_of
 from storefunnel.insight.stats import Rate, quantiles_from_counts
 
@@ -395,5 +395,8 @@ def funnel(runner: Runner, workspace_id: int, period: Period, window_days: int =
 def funnel_report(
     session: Session, workspace_id: int, period: Period, window_days: int = DEFAULT_WINDOW_DAYS
 ) -> dict[str, Any]:
-    """The funnel as JSON-ready data, computed on the session's own database."""
-    return funnel(SqlRunner(session), workspace_id, period, window_days).as_dict()
+    """The funnel as JSON-ready data, computed on the workspace's analytics engine (``insight.snapshots``)."""
+    from storefunnel.insight.snapshots import analytics_runner, source
+
+    with analytics_runner(session, workspace_id) as runner:
+        return {**funnel(runner, workspace_id, period, window_days).as_dict(), "source": source(runner)}

@@ -19,7 +19,7 @@ import ibis.expr.types as ir
 import numpy as np
 from sqlalchemy.orm import Session
 
-from storefunnel.insight.engine import Runner, SqlRunner, workspace_currency
+from storefunnel.insight.engine import Runner, workspace_currency
 from storefunnel.insight.facts import Period, days_between, flag, month_of, valid_orders
 from storefunnel.insight.stats import Rate, quantiles_from_counts
 
@@ -176,4 +176,8 @@ def retention(runner: Runner, workspace_id: int, period: Period, currency: str) 
 
 
 def retention_report(session: Session, workspace_id: int, period: Period) -> dict[str, Any]:
-    return retention(SqlRunner(session), workspace_id, period, workspace_currency(session, workspace_id)).as_dict()
+    from storefunnel.insight.snapshots import analytics_runner, source
+
+    currency = workspace_currency(session, workspace_id)
+    with analytics_runner(session, workspace_id) as runner:
+        return {**retention(runner, workspace_id, period, currency).as_dict(), "source": source(runner)}

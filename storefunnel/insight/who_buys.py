@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from storefunnel.errors import Invalid
-from storefunnel.insight.engine import Runner, SqlRunner, workspace_currency
+from storefunnel.insight.engine import Runner, workspace_currency
 from storefunnel.insight.facts import Period, buyers, flag, table, valid_orders
 from storefunnel.insight.stats import benjamini_hochberg, binomial_tests, ratio
 from storefunnel.models import Segment
@@ -270,7 +270,11 @@ def who_buys_report(
     fdr: float = DEFAULT_FDR,
 ) -> dict[str, Any]:
     currency = workspace_currency(session, workspace_id)
-    return who_buys(SqlRunner(session), workspace_id, period, currency, min_leads, min_customers, fdr).as_dict()
+    from storefunnel.insight.snapshots import analytics_runner, source
+
+    with analytics_runner(session, workspace_id) as runner:
+        found = who_buys(runner, workspace_id, period, currency, min_leads, min_customers, fdr)
+        return {**found.as_dict(), "source": source(runner)}
 
 
 def create_buying_group(

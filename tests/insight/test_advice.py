@@ -242,6 +242,8 @@ def test_same_advice_on_the_database_and_duckdb(engine: Engine, lead_drop_store:
         with duckdb_runner(path) as duck:
             theirs = advice_report(s, lead_drop_store.id, ADVICE_PERIOD, duck)
     assert counts["stage_changes"] > 0
+    assert theirs.pop("source")["engine"] == "duckdb"
+    assert ours.pop("source")["engine"] == engine.dialect.name
     assert rounded(theirs) == rounded(ours)
     assert ours["focus"] == "marketing"
     assert ours["stages"][0]["change"] < -0.25  # planted: x0.6
