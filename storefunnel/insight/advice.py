@@ -328,7 +328,7 @@ class Facts:
     repeat_orders: Columns  # entry_day, day, n
     checkouts: Columns  # current, checkouts, completed
     thank_you: Columns  # current, orders, thanked
-    orders: Columns  # current, orders
+    orders: Columns  # current, orders (placed before the last thank-you window, as for thank_you)
     thank_you_window_days: int
 
 
@@ -343,7 +343,7 @@ def load_facts(runner: Runner, workspace_id: int, current: Period, previous: Per
         repeat_orders=runner.run(query_repeat_orders(workspace_id, start, end)),
         checkouts=runner.run(query_checkouts(workspace_id, start, split, end, CHECKOUT_EVENTS)),
         thank_you=runner.run(query_thank_you(workspace_id, start, split, end - dt.timedelta(days=window_days))),
-        orders=runner.run(query_orders(workspace_id, start, split, end)),
+        orders=runner.run(query_orders(workspace_id, start, split, end - dt.timedelta(days=window_days))),
         thank_you_window_days=window_days,
     )
 
