@@ -1,6 +1,7 @@
-"""Together-hat pages over real HTTP on the 1M-contact PostgreSQL store: live database against the default engine.
+"""Together-hat pages over HTTP on the 1M-contact store (PostgreSQL or SQLite): live database against the default.
 
-Run: ``.venv/bin/python -m bench.together_pages`` (after ``python -m bench.insight`` has built the store).
+Run: ``.venv/bin/python -m bench.together_pages [--backend sqlite]`` (the store is built once, as ``bench.insight``
+does, and reused).
 
 Two servers on the same PostgreSQL database: one with ``STOREFUNNEL_ANALYTICS_ENGINE=database`` (every page
 queries PostgreSQL), one with the default ``auto``, which reads the workspace's DuckDB snapshot because the store
@@ -17,6 +18,7 @@ import re
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 from sqlalchemy.orm import Session
@@ -70,8 +72,13 @@ def time_pages(url: str, email: str, runs: int) -> dict[str, tuple[float, float,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     args = ap.parse_args()
-    url = ensure_pg_database("sf_bench_insight_1000000")
+    if args.backend == "sqlite":
+        Path("var/bench").mkdir(parents=True, exist_ok=True)
+        url = "sqlite:///var/bench/insight_1000000.db"
+    else:
+        url = ensure_pg_database("sf_bench_insight_1000000")
     os.environ["STOREFUNNEL_DATABASE_URL"] = url  # the snapshot path is per database: the server's and ours agree
     get_settings.cache_clear()
     engine, ws = build(url, 100_000, 10)
@@ -94,8 +101,9 @@ def main() -> None:
             results[mode] = time_pages(server.url, email, args.runs)
         finally:
             stop_server(server)
+    live = "PostgreSQL" if args.backend == "postgresql" else "SQLite"
     print(
-        "\n| page, 1M contacts | PostgreSQL (database) best s | default (auto: DuckDB snapshot) best s | "
+        f"\n| page, 1M contacts | {live} (database) best s | default (auto: DuckDB snapshot) best s | "
         "cold s (database / auto) | ratio database / auto |"
     )
     print("| --- | ---: | ---: | ---: | ---: |")

@@ -9,6 +9,7 @@ from storefunnel.contacts.routes import router as contacts_router
 from storefunnel.cycle.routes import router as cycle_router
 from storefunnel.ingest.import_routes import router as imports_router
 from storefunnel.insight.model_routes import router as models_router
+from storefunnel.insight.report_routes import router as report_router
 from storefunnel.insight.routes import router as insight_router
 from storefunnel.messaging.routes import router as messaging_router
 from storefunnel.orders.routes import router as orders_router
@@ -24,6 +25,7 @@ router.include_router(imports_router)
 router.include_router(segments_router)
 router.include_router(cycle_router)
 router.include_router(insight_router)
+router.include_router(report_router)
 router.include_router(models_router)
 router.include_router(messaging_router)
 router.include_router(scoring_router)

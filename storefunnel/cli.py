@@ -23,9 +23,11 @@ from storefunnel.errors import AppError
 from storefunnel.ingest.cli import import_app, webhook_app
 from storefunnel.insight.advice_cli import advise_app
 from storefunnel.insight.cli import insight_app
+from storefunnel.insight.digest_cli import digest_command, digest_schedule_command
 from storefunnel.insight.model_cli import attribution_command, clv_app, related_app
+from storefunnel.insight.report_cli import report_command
 from storefunnel.jobs.worker import worker_command
-from storefunnel.messaging.cli import campaign_app, flow_app, message_app
+from storefunnel.messaging.cli import campaign_app, flow_app, message_app, messaging_app
 from storefunnel.migrate import upgrade
 from storefunnel.models import ApiKey, Contact, KeyKind, Role, User, Workspace
 from storefunnel.scoring.cli import score_app
@@ -54,10 +56,14 @@ app.add_typer(score_app, name="score")
 app.add_typer(flow_app, name="flow")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(message_app, name="message")
+app.add_typer(messaging_app, name="messaging")
 app.command("worker")(worker_command)
 app.add_typer(insight_app, name="insight")
 app.add_typer(advise_app, name="advise")
+advise_app.command("digest")(digest_command)
+advise_app.command("digest-schedule")(digest_schedule_command)
 app.command("attribution")(attribution_command)
+app.command("report")(report_command)
 app.add_typer(clv_app, name="clv")
 app.add_typer(related_app, name="related")
 

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET
     smtp_url: str = "smtp://127.0.0.1:8025"
     public_url: str = "http://127.0.0.1:8000"
+    # Optional: workers block on Redis and wake at once when work is enqueued; the database stays the queue.
+    redis_url: str = ""
+    redis_prefix: str = "storefunnel"
     login_attempts_per_minute: int = 10
     # Analytics: the live database, a DuckDB snapshot, or auto (snapshots for large stores; insight/snapshots.py).
     analytics_engine: Literal["auto", "database", "duckdb"] = "auto"

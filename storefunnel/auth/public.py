@@ -15,7 +15,9 @@ PUBLIC_ROUTES: tuple[str, ...] = (
     "/docs/oauth2-redirect",  # part of the Swagger UI page
     "/login",  # the dashboard login form and its POST
     "/static/*",  # the dashboard's CSS, JS and vendored libraries
-    "/v1/*",  # Segment-compatible tracking: authenticated by the workspace's write key, not an API key
+    # Segment-compatible tracking, long paths and analytics.js's one-letter ones (/v1/t, /v1/p, /v1/i, /v1/s,
+    # /v1/g, /v1/a, /v1/b): authenticated by the workspace's write key, not an API key
+    "/v1/*",
     "/webhooks/*",  # store platform webhooks: authenticated by the HMAC signature of each body
     "/t/*",  # email open pixel and click redirects: each URL carries its own HMAC signature, else 404
     "/u/*",  # email unsubscribe page and RFC 8058 one-click POST: HMAC-signed token per contact

@@ -1,6 +1,7 @@
 """The five-stage sales cycle: every contact's stage as an always-current fact, with its history.
 
-Ingest calls ``on_facts_changed`` after writing touches or orders; a scheduler calls ``tick``.
+Orders and email events call ``on_facts_changed`` in their transaction; the tracking API only marks the contacts
+it touched (``cycle.dirty``), which the worker drains every few seconds; a scheduler calls ``tick``.
 """
 
 from storefunnel.cycle.events import StageTransition, subscribe

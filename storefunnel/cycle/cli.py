@@ -14,7 +14,7 @@ from storefunnel.cli_support import JsonOpt, WorkspaceOpt, out
 from storefunnel.cli_support import dump_json as _dump
 from storefunnel.cli_support import fail as _fail
 from storefunnel.cli_support import run_in_workspace as _run
-from storefunnel.cycle import service
+from storefunnel.cycle import dirty, service
 from storefunnel.cycle.rules import CycleRules
 from storefunnel.db import utcnow
 from storefunnel.errors import describe_validation_errors
@@ -50,13 +50,22 @@ def recompute(
 
 @cycle_app.command("tick")
 def tick(workspace: WorkspaceOpt = "default", as_json: JsonOpt = False) -> None:
-    """Advance the timed transitions (end of thank-you window, lapse) to now; for a scheduler."""
+    """Update the contacts tracking marked, then advance the timed transitions (window end, lapse) to now.
+
+    Prints the number of transitions written (both steps); for a scheduler.
+    """
     now = utcnow()
-    moved = _run(workspace, lambda s, ws: service.tick(s, ws, now))
+
+    def _tick(session: Session, ws: int) -> tuple[dirty.DrainResult, int]:
+        drained = dirty.drain_all(session, workspace_id=ws)
+        return drained, len(service.tick(session, ws, now))
+
+    drained, ticked = _run(workspace, _tick)
+    moved = len(drained.transitions) + ticked
     if as_json:
-        _dump({"as_of": now, "transitions": len(moved)})
+        _dump({"as_of": now, "transitions": moved, "drained_contacts": drained.contacts})
     else:
-        print(len(moved))
+        print(moved)
 
 
 def _print_counts(counts: dict[str, int]) -> None:

@@ -75,7 +75,11 @@ def recompute(session: Session, workspace_id: int, as_of: dt.datetime | None = N
 def update_contacts(
     session: Session, workspace_id: int, contact_ids: Iterable[int], as_of: dt.datetime | None = None
 ) -> list[StageTransition]:
-    """Recompute just these contacts with the same SQL, write only the differences, publish the new rows."""
+    """Recompute just these contacts with the same SQL, write only the differences, publish the new rows.
+
+    On PostgreSQL the contacts are locked first (FOR NO KEY UPDATE, in id order), so two transactions updating
+    one contact take turns instead of both writing the same new rows.
+    """
     as_of = as_of or utcnow()
     ids = sorted(set(contact_ids))
     if not ids:
@@ -85,6 +89,13 @@ def update_contacts(
     published: list[StageTransition] = []
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
+        if dialect == "postgresql":
+            session.execute(
+                sa.select(Contact.id)
+                .where(Contact.workspace_id == workspace_id, Contact.id.in_(chunk))
+                .order_by(Contact.id)
+                .with_for_update(key_share=True)
+            ).all()
         fresh: set[HistoryKey] = {
             (r.contact_id, r.changed_at, r.from_stage, r.stage, r.reason)
             for r in session.execute(engine.history_select(dialect, workspace_id, rules, as_of, chunk))

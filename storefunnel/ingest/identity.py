@@ -102,11 +102,14 @@ def link(session: Session, workspace_id: int, links: Mapping[str, int]) -> None:
     )
 
 
-def reattribute(session: Session, workspace_id: int, anonymous_ids: Iterable[str]) -> int:
-    """Give a visitor's earlier anonymous touches to the contact it was stitched to: one UPDATE."""
+def reattribute(session: Session, workspace_id: int, anonymous_ids: Iterable[str]) -> set[int]:
+    """Give a visitor's earlier anonymous touches to the contact it was stitched to: one UPDATE.
+
+    Returns the contacts that received touches (their facts changed).
+    """
     ids = sorted(set(anonymous_ids))
     if not ids:
-        return 0
+        return set()
     owner = (
         sa.select(Identity.contact_id)
         .where(Identity.workspace_id == Touch.workspace_id, Identity.anonymous_id == Touch.anonymous_id)
@@ -116,9 +119,10 @@ def reattribute(session: Session, workspace_id: int, anonymous_ids: Iterable[str
         sa.update(Touch)
         .where(Touch.workspace_id == workspace_id, Touch.contact_id.is_(None), Touch.anonymous_id.in_(ids))
         .values(contact_id=owner)
+        .returning(Touch.contact_id)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return {c for c in result.scalars() if c is not None}
 
 
 # ---- identify ----
@@ -437,18 +441,22 @@ def _contact_fk_columns(table: sa.Table) -> list[sa.Column[Any]]:
 # ---- group ----
 
 
-def group(session: Session, workspace_id: int, msg: Message) -> None:
-    """Remember the group (company, household) a contact belongs to, with its traits, under ``traits.groups``."""
+def group(session: Session, workspace_id: int, msg: Message) -> int | None:
+    """Remember the group (company, household) a contact belongs to, with its traits, under ``traits.groups``.
+
+    Returns the contact, or None for an anonymous visitor not stitched to one.
+    """
     if msg.user_id is not None:
         cid = contacts_by_user_id(session, workspace_id, [msg.user_id], create=True)[msg.user_id]
     else:
         assert msg.anonymous_id is not None
         found = contacts_by_anonymous_id(session, workspace_id, [msg.anonymous_id]).get(msg.anonymous_id)
         if found is None:
-            return
+            return None
         cid = found
     contact = session.get_one(Contact, cid)
     groups = dict((contact.traits or {}).get("groups") or {})
     groups[str(msg.body["groupId"])] = msg.body.get("traits") or {}
     contact.traits = {**(contact.traits or {}), "groups": groups}
     session.flush()
+    return cid

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from storefunnel.jobs import wakeup
 from storefunnel.orders.currencies import CURRENCY_CODES
 
 
@@ -679,6 +680,7 @@ def upsert_order_batch(session: Session, ws: int, batch: OrderBatch, *, overwrit
     counts.add("orders_created", inserted)
     db.grew("orders", inserted)
     if inserted:
+        wakeup.request(session)  # new orders may start flows (the thank-you): wake a worker after the commit
         db.run(
             f"UPDATE {s} SET changed = {true}, order_id = (SELECT o.id FROM orders o WHERE o.workspace_id = :ws "
             f"AND o.source = {s}.source AND o.external_id = {s}.external_id) WHERE order_id IS NULL",

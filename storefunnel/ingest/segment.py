@@ -10,6 +10,9 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import json
+import math
+import re
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +31,15 @@ TOUCH_TYPES = frozenset({"track", "page", "screen"})
 # Parts of a message that change between retries of the same message and so stay out of its derived id.
 VOLATILE_KEYS = frozenset({"sentAt", "writeKey", "receivedAt"})
 OBJECT_FIELDS = ("context", "properties", "traits", "integrations")
+# JSON can carry a NUL character only as this escape (a raw control byte is malformed JSON), so a body without it
+# holds none and its messages need no walk.
+NUL_ESCAPE = b"\\u0000"
+# PostgreSQL text and jsonb refuse NUL; no UTF-8 encoder accepts an unpaired surrogate half.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+NUL_REASON = "must not contain NUL (\\u0000) characters"
+SURROGATE_REASON = "must not contain unpaired surrogates (\\ud800-\\udfff)"
+MAX_PATH_KEY = 64
+INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson reads as an integer; beyond, it reads a float
 
 
 class BadRequest(AppError):
@@ -97,16 +109,89 @@ async def read_body(chunks: AsyncIterator[bytes], encoding: str, declared_length
     return bytes(out)
 
 
-def parse_json(body: bytes) -> dict[str, Any]:
+@dataclass(slots=True)
+class Body:
+    """A parsed request body, and whether its messages may hold text no database can store (then each is walked)."""
+
+    data: dict[str, Any]
+    hostile: bool
+
+
+def _int(text: str) -> int | float:
+    value = int(text)
+    return value if INT_RANGE[0] <= value <= INT_RANGE[1] else float(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is infinite")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _lenient(body: bytes) -> Any:
+    """Read JSON the way orjson does, except that an escaped unpaired surrogate is kept (to be reported per message)."""
+    # Decoding first keeps orjson's refusal of anything but UTF-8 (json.loads would guess UTF-16 or UTF-32).
+    return json.loads(body.decode("utf-8"), parse_int=_int, parse_float=_finite, parse_constant=_no_constant)
+
+
+def parse_json(body: bytes) -> Body:
     if not body.strip():
         raise BadRequest("body: empty; send a JSON object")
+    hostile = NUL_ESCAPE in body
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body: malformed JSON ({exc})") from None
+        # orjson refuses a whole body for one escaped lone surrogate (a string cut in the middle of an emoji);
+        # reading it leniently lets a batch keep its good messages and name the bad one.
+        if "surrogate" not in str(exc):
+            raise BadRequest(f"body: malformed JSON ({exc})") from None
+        try:
+            data = _lenient(body)
+        except ValueError:
+            raise BadRequest(f"body: malformed JSON ({exc})") from None
+        hostile = True
     if not isinstance(data, dict):
         raise BadRequest("body: must be a JSON object")
-    return data
+    return Body(data, hostile)
+
+
+def unstorable_text(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (NUL, unpaired surrogate), or None."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    return NUL_REASON if found.group() == "\x00" else SURROGATE_REASON
+
+
+def _key_path(path: str, key: str) -> str:
+    name = key if len(key) <= MAX_PATH_KEY else key[:MAX_PATH_KEY] + "…"
+    return f"{path}.{name}" if path else name
+
+
+def find_unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string (or object key) in ``value`` that cannot be stored: its field path and why, or None."""
+    if isinstance(value, str):
+        reason = unstorable_text(value)
+        return (path, reason) if reason else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            reason = unstorable_text(key)
+            if reason:
+                return (path, f"keys {reason}") if path else ("", f"field names {reason}")
+            found = find_unstorable(item, _key_path(path, key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find_unstorable(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def write_key_from(authorization: str | None, body: Mapping[str, Any]) -> str | None:
@@ -174,11 +259,24 @@ def occurred_at(body: Mapping[str, Any], received_at: dt.datetime, batch_sent_at
 
 
 def parse_message(
-    body: Any, kind: str | None, received_at: dt.datetime, batch_sent_at: Any = None, *, check_size: bool = False
+    body: Any,
+    kind: str | None,
+    received_at: dt.datetime,
+    batch_sent_at: Any = None,
+    *,
+    check_size: bool = False,
+    hostile: bool = False,
 ) -> Message:
-    """Validate one message; raises MessageError naming the field."""
+    """Validate one message; raises MessageError naming the field.
+
+    ``hostile``: the body may hold NUL or unpaired surrogates (see :class:`Body`), so every string is checked first.
+    """
     if not isinstance(body, dict):
         raise MessageError("", "each message must be a JSON object")
+    if hostile:
+        found = find_unstorable(body)
+        if found is not None:
+            raise MessageError(*found)
     if check_size and len(orjson.dumps(body)) > MAX_MESSAGE_BYTES:
         raise MessageError("", f"message is larger than the {limit_text(MAX_MESSAGE_BYTES)} per-message limit")
     type_ = kind or body.get("type")

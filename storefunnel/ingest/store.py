@@ -8,6 +8,10 @@ The touch INSERT is the hot path of the tracking API, so it skips the ORM and SQ
 processing: rows are tuples already in wire form, sent as one driver-level statement per request (an
 ``executemany`` on SQLite, one INSERT … SELECT FROM unnest(arrays) on PostgreSQL), and an anonymous touch's
 contact is looked up inside that statement instead of in a separate round trip.
+
+Every contact whose facts the request changed (new touches, stitched touches, a new or merged contact) is marked
+for the sales cycle last, in the same transaction (``storefunnel.cycle.dirty``); the worker brings its stage up
+to date within seconds. A request of anonymous visitors nobody has identified marks nothing and costs nothing more.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from storefunnel.cycle import dirty
 from storefunnel.db import utcnow
 from storefunnel.ingest import identity
 from storefunnel.ingest.channels import attribute
@@ -41,16 +46,24 @@ SQLITE_INSERT = (
 )
 # One statement for the whole request: the rows arrive as one JSON array of arrays, which orjson writes in C,
 # where psycopg would escape a text array element by element in Python.
+# It answers with the contacts of the touches it inserted (replays insert nothing), for the cycle's marks.
+# (The marks are a statement of their own, the last of the request: a mark written in this one would be locked
+# before the foreign-key checks of the touches run, at the end of the statement, and could deadlock with an
+# identify that holds a contact row and waits for that mark.)
 POSTGRES_INSERT = (
-    f"INSERT INTO touches (workspace_id, {TOUCH_COLUMNS}) "
+    f"WITH inserted AS (INSERT INTO touches (workspace_id, {TOUCH_COLUMNS}) "
     "SELECT %s, coalesce((r->>0)::bigint, (SELECT i.contact_id FROM identities i "
     "WHERE i.workspace_id = %s AND i.anonymous_id = r->>1)), "
     "r->>1, (r->>2)::timestamptz, r->>3, r->>4, r->>5, r->>6, r->>7, r->>8, r->>9, r->>10, r->>11, r->>12, "
     "(r->13)::jsonb, r->>14 "
     "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(r, n) "
     "ORDER BY n "
-    "ON CONFLICT (workspace_id, message_id) DO NOTHING"
+    "ON CONFLICT (workspace_id, message_id) DO NOTHING "
+    "RETURNING contact_id) "
+    "SELECT DISTINCT contact_id FROM inserted WHERE contact_id IS NOT NULL"
 )
+SQLITE_STITCHED = "SELECT DISTINCT contact_id FROM identities WHERE workspace_id = ? AND anonymous_id IN ({})"
+SQLITE_MAX_PARAMS = 30_000  # under SQLite's 32,766 host parameters per statement
 UTC = dt.UTC
 
 
@@ -105,16 +118,26 @@ def touch_row(msg: Message, contact_id: int | None, sqlite: bool) -> tuple[Any, 
     )
 
 
-def insert_touches(session: Session, workspace_id: int, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert the rows built by :func:`touch_row` in one driver-level statement, skipping known message ids."""
+def insert_touches(session: Session, workspace_id: int, rows: Sequence[tuple[Any, ...]]) -> set[int]:
+    """Insert the rows built by :func:`touch_row` in one driver-level statement, skipping known message ids.
+
+    Returns the contacts the touches belong to (on SQLite, replays' contacts too: a spare mark costs one update).
+    """
     if not rows:
-        return
+        return set()
     connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        params = [(workspace_id, r[0], workspace_id, r[1], *r[1:]) for r in rows]
-        connection.exec_driver_sql(SQLITE_INSERT, params)
-    else:
-        connection.exec_driver_sql(POSTGRES_INSERT, (workspace_id, workspace_id, orjson.dumps(rows).decode()))
+    if connection.dialect.name == "postgresql":
+        result = connection.exec_driver_sql(POSTGRES_INSERT, (workspace_id, workspace_id, orjson.dumps(rows).decode()))
+        return {r[0] for r in result}
+    params = [(workspace_id, r[0], workspace_id, r[1], *r[1:]) for r in rows]
+    connection.exec_driver_sql(SQLITE_INSERT, params)
+    contacts = {r[0] for r in rows if r[0] is not None}
+    anonymous = list({r[1] for r in rows if r[0] is None and r[1] is not None})
+    for start in range(0, len(anonymous), SQLITE_MAX_PARAMS):
+        part = anonymous[start : start + SQLITE_MAX_PARAMS]
+        found = connection.exec_driver_sql(SQLITE_STITCHED.format(",".join("?" * len(part))), (workspace_id, *part))
+        contacts.update(r[0] for r in found)
+    return contacts
 
 
 def claim_receipts(session: Session, workspace_id: int, keys: Sequence[str]) -> set[str]:
@@ -142,19 +165,23 @@ def ingest(session: Session, workspace_id: int, messages: Iterable[Message]) -> 
 
     stitched: set[str] = set()
     leads: list[identity.LeadCandidate] = []
+    changed: set[int] = set()  # contacts whose cycle facts this request changed
     if profiles:
         fresh = claim_receipts(session, workspace_id, [m.message_id for m in profiles])
         for msg in profiles:
             if msg.message_id not in fresh:
                 continue
             if msg.type == "identify":
-                _, lead = identity.identify(session, workspace_id, msg)
+                contact, lead = identity.identify(session, workspace_id, msg)
+                changed.add(contact.id)
                 if lead is not None:
                     leads.append(lead)
             elif msg.type == "alias":
-                identity.alias(session, workspace_id, msg)
+                changed.add(identity.alias(session, workspace_id, msg))
             else:
-                identity.group(session, workspace_id, msg)
+                grouped = identity.group(session, workspace_id, msg)
+                if grouped is not None:
+                    changed.add(grouped)
             if msg.anonymous_id is not None:
                 stitched.add(msg.anonymous_id)
 
@@ -169,7 +196,8 @@ def ingest(session: Session, workspace_id: int, messages: Iterable[Message]) -> 
             stitched.update(new_links)
         sqlite = session.get_bind().dialect.name == "sqlite"
         rows = [touch_row(m, by_user[m.user_id] if m.user_id else None, sqlite) for m in touches]
-        insert_touches(session, workspace_id, rows)
+        changed |= insert_touches(session, workspace_id, rows)
 
-    identity.reattribute(session, workspace_id, stitched)
+    changed |= identity.reattribute(session, workspace_id, stitched)
     identity.apply_leads(session, workspace_id, leads)
+    dirty.mark(session, workspace_id, changed)  # last: on PostgreSQL it holds the marks' locks until commit

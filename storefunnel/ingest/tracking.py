@@ -2,6 +2,9 @@
 
 Write keys are public by design (they sit in every page's JavaScript), so any origin may call these
 endpoints: every answer, errors included, carries CORS headers, and preflights are answered here.
+analytics.js posts to one-letter paths (``/v1/t``, ``/v1/p``, ``/v1/i``, ``/v1/s``, ``/v1/g``, ``/v1/a``,
+``/v1/b``) with ``Content-Type: text/plain`` and the write key in the body; each is the same handler as its
+long path. The body is read as JSON whatever its declared type.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from storefunnel.ingest import store
 from storefunnel.ingest.segment import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
+    SURROGATE_REASON,
     BadRequest,
+    Body,
     Message,
     MessageError,
     parse_json,
     parse_message,
     read_body,
+    unstorable_text,
     write_key_from,
 )
 from storefunnel.models import KeyKind
@@ -67,7 +73,7 @@ class TrackingRoute(APIRoute):
 router = APIRouter(prefix="/v1", tags=["tracking"], route_class=TrackingRoute)
 
 
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+async def _json_body(request: Request, limit: int) -> Body:
     raw = await read_body(
         request.stream(),
         request.headers.get("content-encoding", "").strip().lower(),
@@ -81,6 +87,8 @@ def _write_key(request: Request, body: dict[str, Any]) -> str:
     key = write_key_from(request.headers.get("authorization"), body)
     if key is None:
         raise Unauthorized("missing write key: send it as the HTTP Basic username or as 'writeKey' in the body")
+    if unstorable_text(key):  # no key holds such characters, and an unpaired surrogate cannot even be hashed
+        raise Unauthorized("the write key is unknown or revoked")
     return key
 
 
@@ -118,10 +126,10 @@ def _json(content: dict[str, Any] | bytes, status: int = 200) -> Response:
     return Response(data, status_code=status, media_type="application/json")
 
 
-def _single(kind: str, scope: SessionScope, key: str, body: dict[str, Any]) -> None:
+def _single(kind: str, scope: SessionScope, key: str, body: Body) -> None:
     """Validate (outside the transaction), then authenticate and store in one."""
     try:
-        msg: Message | MessageError = parse_message(body, kind, utcnow())
+        msg: Message | MessageError = parse_message(body.data, kind, utcnow(), hostile=body.hostile)
     except MessageError as exc:
         msg = exc
 
@@ -136,41 +144,58 @@ def _single(kind: str, scope: SessionScope, key: str, body: dict[str, Any]) -> N
 
 async def _single_endpoint(kind: str, request: Request) -> Response:
     body = await _json_body(request, MAX_MESSAGE_BYTES)
-    await run_in_threadpool(_single, kind, session_scope_of(request), _write_key(request, body), body)
+    await run_in_threadpool(_single, kind, session_scope_of(request), _write_key(request, body.data), body)
     return _json(SUCCESS)
 
 
+def _short(path: str, name: str) -> dict[str, Any]:
+    """Options of an analytics.js one-letter path: the same operation, listed once more in the API description."""
+    return {"path": path, "summary": f"{name} (analytics.js path)", "operation_id": f"tracking_{name}_short"}
+
+
 @router.post("/identify")
+@router.post(**_short("/i", "identify"))
 async def identify(request: Request) -> Response:
     return await _single_endpoint("identify", request)
 
 
 @router.post("/track")
+@router.post(**_short("/t", "track"))
 async def track(request: Request) -> Response:
     return await _single_endpoint("track", request)
 
 
 @router.post("/page")
+@router.post(**_short("/p", "page"))
 async def page(request: Request) -> Response:
     return await _single_endpoint("page", request)
 
 
 @router.post("/screen")
+@router.post(**_short("/s", "screen"))
 async def screen(request: Request) -> Response:
     return await _single_endpoint("screen", request)
 
 
 @router.post("/group")
+@router.post(**_short("/g", "group"))
 async def group(request: Request) -> Response:
     return await _single_endpoint("group", request)
 
 
 @router.post("/alias")
+@router.post(**_short("/a", "alias"))
 async def alias(request: Request) -> Response:
     return await _single_endpoint("alias", request)
 
 
-def validate_batch(body: dict[str, Any]) -> tuple[list[Message], list[dict[str, Any]]]:
+def _reported_id(item: Any) -> str | None:
+    """The rejected message's own id, if it can be echoed back (an unpaired surrogate cannot be encoded)."""
+    message_id = item.get("messageId") if isinstance(item, dict) else None
+    return message_id if isinstance(message_id, str) and unstorable_text(message_id) != SURROGATE_REASON else None
+
+
+def validate_batch(body: dict[str, Any], hostile: bool = False) -> tuple[list[Message], list[dict[str, Any]]]:
     """The batch's valid messages, and a report of each rejected one naming its index and field."""
     items = body.get("batch")
     if not isinstance(items, list):
@@ -181,13 +206,12 @@ def validate_batch(body: dict[str, Any]) -> tuple[list[Message], list[dict[str, 
     rejected: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
-            accepted.append(parse_message(item, None, received_at, sent_at, check_size=True))
+            accepted.append(parse_message(item, None, received_at, sent_at, check_size=True, hostile=hostile))
         except MessageError as exc:
-            message_id = item.get("messageId") if isinstance(item, dict) else None
             rejected.append(
                 {
                     "index": index,
-                    "messageId": message_id if isinstance(message_id, str) else None,
+                    "messageId": _reported_id(item),
                     "field": f"batch[{index}].{exc.field}" if exc.field else f"batch[{index}]",
                     "reason": exc.reason,
                 }
@@ -195,9 +219,9 @@ def validate_batch(body: dict[str, Any]) -> tuple[list[Message], list[dict[str, 
     return accepted, rejected
 
 
-def _batch(scope: SessionScope, key: str, body: dict[str, Any]) -> bytes:
+def _batch(scope: SessionScope, key: str, body: Body) -> bytes:
     try:
-        accepted, rejected = validate_batch(body)
+        accepted, rejected = validate_batch(body.data, body.hostile)
         invalid: BadRequest | None = None
     except BadRequest as exc:
         accepted, rejected, invalid = [], [], exc
@@ -221,10 +245,11 @@ def _batch(scope: SessionScope, key: str, body: dict[str, Any]) -> bytes:
 
 @router.post("/batch")
 @router.post("/import")
+@router.post(**_short("/b", "batch"))
 async def batch(request: Request) -> Response:
     """Stores every valid message and reports each rejected one; only an all-bad batch is a 400."""
     body = await _json_body(request, MAX_BATCH_BYTES)
-    key = _write_key(request, body)
+    key = _write_key(request, body.data)
     return _json(await run_in_threadpool(_batch, session_scope_of(request), key, body))
 
 

@@ -1,10 +1,13 @@
 """``storefunnel worker``: the embedded job runner. The rows in the database are the queue; nothing else is needed.
 
 Each pass: recover sends orphaned by a dead worker (after their lease), run the periodic schedules that are due
-(cycle tick, segment refresh, the lifetime-value keep-in-touch list), plan email (triggers, flow steps, campaigns),
+(the drain of contacts the tracking API marked for the sales cycle, cycle tick, segment refresh, the
+lifetime-value keep-in-touch list, the owners' weekly digest), plan email (triggers, flow steps, campaigns),
 then deliver due sends batch after batch. Any number of workers may run against one database: sends and
 enrollments are claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL and with one atomic claiming
 UPDATE on SQLite, and every write is idempotent. A failure in one task is logged and retried on a later pass.
+Between passes an idle worker sleeps ``--poll`` seconds, or, with ``STOREFUNNEL_REDIS_URL``, blocks on a Redis
+wake-up for at most that long (``jobs/wakeup.py``), so an order's thank-you does not wait for the next poll.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storefunnel.config import get_settings
 from storefunnel.db import get_sessionmaker
+from storefunnel.insight.snapshots import refresh_snapshots
+from storefunnel.jobs.wakeup import Wakeup, get_wakeup
 from storefunnel.messaging import tasks as messaging_tasks
 from storefunnel.messaging.sender import BatchStats, Sender, SenderOptions
 from storefunnel.messaging.smtp import SmtpConfig
@@ -42,9 +47,12 @@ class WorkerOptions:
     base_backoff_s: float = 30.0
     recover_every_s: float = 60.0
     # Periodic schedules (seconds between runs; 0 switches one off).
+    cycle_drain_s: float = 5.0
     cycle_tick_s: float = 900.0
     segments_s: float = 3600.0
     clv_s: float = 86400.0
+    digest_s: float = 300.0  # how often to look for a weekly digest that is due
+    snapshots_s: float = 300.0  # how often to look for a large store whose analytics snapshot is due
     slice_s: float = 5.0  # deliver for at most this long before planning again
 
 
@@ -68,6 +76,27 @@ def _cycle_tick(maker: sessionmaker[Session]) -> int:
     return moved
 
 
+def _cycle_drain(maker: sessionmaker[Session], budget_s: float) -> int:
+    """Bring marked contacts' stages up to date, one committed chunk at a time, for at most ``budget_s``."""
+    from storefunnel.cycle.dirty import drain
+
+    deadline = time.monotonic() + budget_s
+    updated = 0
+    while time.monotonic() < deadline:
+        with maker() as session, session.begin():
+            step = drain(session)
+        updated += step.contacts
+        if step.marks == 0:
+            break
+    return updated
+
+
+def _digests(maker: sessionmaker[Session], smtp: SmtpConfig) -> int:
+    from storefunnel.insight.digest import send_due_digests
+
+    return send_due_digests(maker, smtp)
+
+
 def _segments() -> int:
     from storefunnel.segments.tasks import refresh_all
 
@@ -80,8 +109,11 @@ class Worker:
         maker: sessionmaker[Session] | None = None,
         smtp: SmtpConfig | None = None,
         options: WorkerOptions | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.maker = maker or get_sessionmaker()
+        # Redis wake-ups when configured: an idle worker blocks on them instead of sleeping (jobs/wakeup.py).
+        self.wakeup = wakeup or get_wakeup()
         self.options = options or WorkerOptions()
         o = self.options
         self.sender = Sender(
@@ -100,9 +132,12 @@ class Worker:
         self.schedules = [
             s
             for s in (
+                Schedule("cycle.drain", o.cycle_drain_s, lambda: _cycle_drain(self.maker, o.slice_s)),
                 Schedule("cycle.tick", o.cycle_tick_s, lambda: _cycle_tick(self.maker)),
                 Schedule("segments.refresh_all", o.segments_s, _segments),
                 Schedule("messaging.clv", o.clv_s, lambda: messaging_tasks.clv_keep_in_touch(self.maker)),
+                Schedule("insight.digest", o.digest_s, lambda: _digests(self.maker, self.sender.smtp)),
+                Schedule("insight.snapshots", o.snapshots_s, lambda: refresh_snapshots(self.maker)),
             )
             if s.every_s > 0
         ]
@@ -132,11 +167,20 @@ class Worker:
             batch = self._guard("messaging.send", lambda: self.sender.run_once(now))
             if batch is None or batch.claimed == 0:
                 break
+            if batch.claimed >= self.options.batch and stats.claimed == 0 and self.wakeup is not None:
+                self.wakeup.notify()  # more is due than one batch: wake a peer to share it
             stats.add(batch)
             if time.monotonic() >= deadline:
                 break
         self.totals.add(stats)
         return stats
+
+    def idle(self) -> bool:
+        """Wait for the poll interval, or less when a wake-up arrives; True when woken."""
+        if self.wakeup is not None:
+            return self.wakeup.wait(self.options.poll_s, self.stopping)
+        self.stopping.wait(self.options.poll_s)
+        return False
 
     def run(self, once: bool = False) -> None:
         """Pass after pass until SIGTERM/SIGINT; a pass that delivered something is followed at once by another."""
@@ -149,7 +193,7 @@ class Worker:
                 if once:
                     break
                 if stats.claimed == 0:
-                    self.stopping.wait(self.options.poll_s)
+                    self.idle()
         finally:
             self.sender.close()
 
@@ -162,9 +206,13 @@ def worker_command(
     lease: Annotated[
         float, typer.Option(help="Seconds after which a send left 'sending' by a dead worker is marked unknown.")
     ] = 600.0,
+    cycle_drain: Annotated[
+        float, typer.Option(help="Seconds between updates of contacts the tracking API marked (0: off).")
+    ] = 5.0,
     cycle_tick: Annotated[float, typer.Option(help="Seconds between sales-cycle ticks (0: off).")] = 900.0,
     segments: Annotated[float, typer.Option(help="Seconds between segment refreshes (0: off).")] = 3600.0,
     clv: Annotated[float, typer.Option(help="Seconds between keep-in-touch list runs (0: off).")] = 86400.0,
+    digest: Annotated[float, typer.Option(help="Seconds between checks for a due weekly digest (0: off).")] = 300.0,
     backoff: Annotated[float, typer.Option(help="First retry delay in seconds after a temporary failure.")] = 30.0,
 ) -> None:
     """Run the background worker: flows, campaigns, email delivery and the periodic recomputes."""
@@ -178,9 +226,11 @@ def worker_command(
         lease_s=lease,
         base_backoff_s=backoff,
         recover_every_s=min(60.0, lease),
+        cycle_drain_s=cycle_drain,
         cycle_tick_s=cycle_tick,
         segments_s=segments,
         clv_s=clv,
+        digest_s=digest,
     )
     try:
         worker = Worker(options=options)
@@ -188,10 +238,11 @@ def worker_command(
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(code=2) from None
     log.info(
-        "worker started: %s, smtp %s:%s",
+        "worker started: %s, smtp %s:%s, %s",
         get_settings().database_url.split("@")[-1],
         worker.sender.smtp.host,
         worker.sender.smtp.port,
+        f"wake-ups on redis list {worker.wakeup.key}" if worker.wakeup else "polling",
     )
     worker.run(once=once)
     t = worker.totals

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import mailbox
+from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,8 +16,8 @@ from storefunnel.cli_support import JsonOpt, WorkspaceOpt, out
 from storefunnel.cli_support import dump_json as _dump
 from storefunnel.cli_support import fail as _fail
 from storefunnel.cli_support import run_in_workspace as _run
-from storefunnel.errors import NotFound, describe_validation_errors
-from storefunnel.messaging import flows, schemas, service
+from storefunnel.errors import AppError, NotFound, describe_validation_errors
+from storefunnel.messaging import bounces, dsn, flows, schemas, service
 from storefunnel.models import Campaign, EmailTemplate, Flow, Segment
 from storefunnel.tenancy import scoped
 
@@ -23,6 +26,7 @@ flow_app = typer.Typer(
 )
 campaign_app = typer.Typer(help="Campaigns: one message to a segment, now or scheduled.", no_args_is_help=True)
 message_app = typer.Typer(help="Messages: test sends and the suppression list.", no_args_is_help=True)
+messaging_app = typer.Typer(help="Email housekeeping: bounces and complaints.", no_args_is_help=True)
 
 
 def _by_name(session: Session, model: Any, workspace_id: int, name: str, what: str) -> Any:
@@ -199,3 +203,82 @@ def message_suppress(
         raise _fail(describe_validation_errors(list(exc.errors()))[0]) from None
     row = _run(workspace, lambda s, ws: service.add_suppression(s, ws, data))
     print(row.email)
+
+
+# ---- bounces and complaints --------------------------------------------------------------------------------------
+
+
+def _messages(path: Path) -> tuple[bool, list[tuple[str, bytes]]]:
+    """Whether ``path`` is an mbox (it starts with a ``From `` line), and (label, raw bytes) of each message."""
+    if not path.is_file():
+        raise _fail(f"{path}: no such file")
+    with path.open("rb") as fh:
+        head = fh.read(5)
+    if head != b"From ":
+        data = path.read_bytes()
+        if len(data) > bounces.MAX_REPORT_BYTES:
+            raise _fail(f"{path}: {len(data):,} bytes; a single report may be at most {bounces.MAX_REPORT_BYTES:,}")
+        return False, [(str(path), data)]
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        return True, [(f"{path}#{i + 1}", box.get_bytes(key)) for i, key in enumerate(box.keys())]
+    finally:
+        box.close()
+
+
+def _apply_reports(session: Session, workspace_id: int, reports: list[tuple[str, dsn.Report]]) -> list[dict[str, Any]]:
+    return [
+        {"source": label, **o.as_dict()}
+        for label, report in reports
+        for o in bounces.apply(session, workspace_id, report)
+    ]
+
+
+@messaging_app.command("bounces")
+def messaging_bounces(
+    files: Annotated[list[Path], typer.Argument(help=".eml files or mbox mailboxes of bounces and complaints.")],
+    workspace: WorkspaceOpt = "default",
+    as_json: JsonOpt = False,
+) -> None:
+    """Read bounces (RFC 3464) and complaints (RFC 5965): suppress hard bounces and complainers, count soft bounces.
+
+    Messages of an mbox that are not reports (auto-replies, people writing back) are listed and passed over; an
+    .eml file that is not a report is an error (exit code 2). Reading the same report again changes nothing.
+    """
+    rows: list[dict[str, Any]] = []
+    not_reports: list[tuple[str, str]] = []
+    failed = False
+    for path in files:
+        is_mbox, messages = _messages(path)
+        reports: list[tuple[str, dsn.Report]] = []
+        for label, raw in messages:
+            try:
+                reports.append((label, dsn.parse(raw)))
+            except AppError as exc:
+                not_reports.append((label, exc.detail))
+                failed = failed or not is_mbox
+        if reports:
+            rows += _run(workspace, partial(_apply_reports, reports=reports))
+    if as_json:
+        _dump({"outcomes": rows, "not_reports": [{"source": s, "detail": d} for s, d in not_reports]})
+    else:
+        for r in rows:
+            state = "already seen, nothing changed" if r["duplicate"] else ("suppressed" if r["suppressed"] else "")
+            send = f"send {r['send_id']}" if r["send_id"] else "no message of ours"
+            out.print(
+                f"{r['source']}: {r['kind']:<11} {r['status'] or '-':<7} {r['email'] or '-'} ({send}) {state}".rstrip(),
+                highlight=False,
+                soft_wrap=True,
+            )
+        for label, detail in not_reports:
+            out.print(f"{label}: not a report: {detail}", highlight=False, soft_wrap=True)
+        counts = bounces.summarise([bounces.Outcome(**{k: v for k, v in r.items() if k != "source"}) for r in rows])
+        out.print(
+            f"{len(rows)} outcome(s): {counts['hard_bounce']} hard, {counts['soft_bounce']} soft, "
+            f"{counts['delayed']} delayed, {counts['complaint']} complaint(s), {counts['ignored']} ignored; "
+            f"{counts['suppressed']} suppressed, {counts['duplicate']} already seen; {len(not_reports)} not a report",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(code=2)

@@ -47,7 +47,8 @@ def normalise_email(email: str) -> str:
 
 
 def suppress(session: Session, workspace_id: int, email: str, reason: SuppressionReason, detail: str = "") -> None:
-    """Add an address to the suppression list; an existing entry keeps its (first) reason."""
+    """Add an address to the suppression list; an existing entry keeps its (first) reason, unless the new one is a
+    hard bounce or complaint and the old one was not: those stop transactional mail too, so they must win."""
     stmt = insert_ignore(session, Suppression.__table__, ["workspace_id", "email"]).values(
         workspace_id=workspace_id,
         email=normalise_email(email),
@@ -56,6 +57,17 @@ def suppress(session: Session, workspace_id: int, email: str, reason: Suppressio
         created_at=utcnow(),
     )
     session.execute(stmt)
+    if reason.value in HARD_REASONS:
+        session.execute(
+            sa.update(Suppression)
+            .where(
+                Suppression.workspace_id == workspace_id,
+                Suppression.email == normalise_email(email),
+                Suppression.reason.not_in(HARD_REASONS),
+            )
+            .values(reason=reason.value, detail=detail[:500])
+            .execution_options(synchronize_session=False)
+        )
 
 
 def claim_due(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from storefunnel.auth.deps import CurrentWorkspace
 from storefunnel.contacts.schemas import MAX_ID
 from storefunnel.db import SessionDep
-from storefunnel.errors import Invalid
-from storefunnel.messaging import flows, schemas, service
+from storefunnel.errors import AppError, Invalid, TooLarge
+from storefunnel.messaging import bounces, dsn, flows, schemas, service
 from storefunnel.messaging.settings import MessagingSettings
 from storefunnel.models import Campaign as CampaignRow
 from storefunnel.models import EmailTemplate, Flow, Send, Suppression
@@ -20,7 +20,9 @@ from storefunnel.tenancy import get_scoped, scoped
 messages = APIRouter(prefix="/messages", tags=["messages"])
 campaigns = APIRouter(prefix="/campaigns", tags=["campaigns"])
 flow_routes = APIRouter(prefix="/flows", tags=["flows"])
+report_routes = APIRouter(prefix="/messaging", tags=["messages"])
 router = APIRouter()
+REPORT_TYPES = ("message/rfc822", "message/global")
 
 TemplateId = Annotated[int, Path(ge=1, le=MAX_ID)]
 SendId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -246,6 +248,58 @@ def update_flow(
     return flows.describe(session, flows.update(session, workspace_id, flow_id, data))
 
 
+# ---- bounces and complaints ----------------------------------------------------------------------------------------
+
+
+class UnsupportedMediaType(AppError):
+    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+async def raw_report(request: Request) -> bytes:
+    """The request body as the raw message, refused early when it is not one or is larger than the limit."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in REPORT_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type: {ctype or 'missing'}; send the bounce or complaint as it arrived, as message/rfc822"
+        )
+    limit = bounces.MAX_REPORT_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body: {int(declared):,} bytes; a report may be at most {limit:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"body: more than {limit:,} bytes; a report may be at most {limit:,} bytes")
+    return bytes(body)
+
+
+@report_routes.post(
+    "/bounces",
+    response_model=schemas.ReportResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def receive_report(
+    raw: Annotated[bytes, Depends(raw_report)], session: SessionDep, workspace_id: CurrentWorkspace
+) -> schemas.ReportResult:
+    """A bounce (RFC 3464 delivery status notification) or complaint (RFC 5965 feedback report), raw.
+
+    Hard bounces and complaints suppress the address; soft bounces do after ``soft_bounce_limit`` in a row. The
+    same report sent twice changes nothing the second time.
+    """
+    report = dsn.parse(raw)
+    outcomes = bounces.apply(session, workspace_id, report)
+    return schemas.ReportResult(
+        report_type=report.kind, outcomes=[schemas.ReportOutcome(**o.as_dict()) for o in outcomes]
+    )
+
+
 router.include_router(messages)
 router.include_router(campaigns)
 router.include_router(flow_routes)
+router.include_router(report_routes)

@@ -12,6 +12,7 @@ from storefunnel.contacts.schemas import MAX_ID, NO_NUL
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Kind = Literal["marketing", "transactional"]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00\r\n]*$")]
+MAX_DELAY_MINUTES = 525_600  # a flow step waits at most a year
 
 
 class TemplateCreate(BaseModel):
@@ -140,7 +141,7 @@ class CampaignResults(Campaign):
 class FlowStepIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delay_minutes: int = Field(ge=0, le=525_600, description="Wait after the previous step (or the trigger).")
+    delay_minutes: int = Field(ge=0, le=MAX_DELAY_MINUTES, description="Wait after the previous step (or the trigger).")
     template_id: RowId
     condition: dict[str, Any] = Field(
         default_factory=dict,
@@ -269,3 +270,22 @@ class SettingsUpdate(BaseModel):
     unsubscribe_mailto: str | None = Field(default=None, max_length=254)
     frequency_cap: int | None = Field(default=None, ge=1, le=100)
     attribution_days: int | None = Field(default=None, ge=1, le=90)
+    soft_bounce_limit: int | None = Field(default=None, ge=1, le=20)
+
+
+class ReportOutcome(BaseModel):
+    """What a bounce or complaint report did to one message (see docs/email.md, Bounces and complaints)."""
+
+    kind: Literal["hard_bounce", "soft_bounce", "delayed", "delivered", "complaint", "ignored"]
+    email: str | None
+    send_id: int | None
+    status: str = Field(description='The RFC 3463 status of the recipient, e.g. "5.1.1"; empty for complaints.')
+    matched: bool = Field(description="Whether the report names a message this workspace sent.")
+    suppressed: bool = Field(description="Whether the address was put on the suppression list by this report.")
+    duplicate: bool = Field(description="The same report was read before: nothing changed.")
+    detail: str
+
+
+class ReportResult(BaseModel):
+    report_type: Literal["delivery-status", "feedback-report"]
+    outcomes: list[ReportOutcome]

@@ -362,6 +362,8 @@ def compose(p: Prepared, domain: str) -> bytes:
         f"Subject: {_header(rendered.subject)}",
         f"Date: {format_datetime(utcnow())}",
         f"Message-ID: {p.message_id}",
+        # The same id again: some relays rewrite Message-ID, and bounces are matched by it (messaging/dsn.py).
+        f"X-Storefunnel-Message: {p.message_id}",
         "MIME-Version: 1.0",
     ]
     if p.ws.reply_to:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from storefunnel.config import get_settings
 from storefunnel.db import utcnow
 from storefunnel.errors import Conflict, Invalid, NotFound
+from storefunnel.jobs import wakeup
 from storefunnel.messaging import links, repository, schemas, templates
 from storefunnel.messaging.settings import SETTINGS_KEY, MessagingSettings, messaging_settings
 from storefunnel.models import (
@@ -339,6 +340,8 @@ def schedule_campaign(
     row.scheduled_at = to_utc(ws, send_at) if send_at is not None else utcnow()
     row.status = "scheduled"
     session.flush()
+    if row.scheduled_at <= utcnow():
+        wakeup.request(session)
     return row
 
 

@@ -37,6 +37,13 @@ class MessagingSettings(BaseModel):
         le=90,
         description="Orders within this many days of a click on an email are credited to it (last click).",
     )
+    soft_bounce_limit: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="After this many soft bounces in a row (4.x.x, no open or click between) the address gets no "
+        "more marketing.",
+    )
 
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod

@@ -1,7 +1,7 @@
 """All tables; importing this module registers every one on ``Base.metadata``."""
 
 from storefunnel.models.contact import AgeBand, Contact, Identity, Stage, StageChange
-from storefunnel.models.cycle import CycleOutbox
+from storefunnel.models.cycle import CycleDirty, CycleOutbox
 from storefunnel.models.ingest import Receipt, Spend, WebhookSecret
 from storefunnel.models.insight import BestSeller, ClvPrediction, ModelFit, RelatedRule
 from storefunnel.models.messaging import (
@@ -29,6 +29,7 @@ __all__ = [
     "ClvPrediction",
     "Contact",
     "ContactScore",
+    "CycleDirty",
     "CycleOutbox",
     "EmailTemplate",
     "Flow",

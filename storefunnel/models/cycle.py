@@ -28,3 +28,19 @@ class CycleOutbox(WorkspaceScoped, Base):
     reason: Mapped[str] = mapped_column(sa.String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     published_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class CycleDirty(WorkspaceScoped, Base):
+    """Contacts whose facts changed since their stage was last computed: the tracking API's cheap ingest hook.
+
+    One row per contact. Marking it again gives the row a new ``id`` (PostgreSQL), so a drainer, which deletes
+    only the ids it read, never drops a mark made after it read. No foreign key to contacts: a mark must not
+    take a lock on the contact row, and merges must not move it; a mark of a deleted contact drains to nothing.
+    """
+
+    __tablename__ = "cycle_dirty"
+    __table_args__ = (sa.UniqueConstraint("workspace_id", "contact_id", name="uq_cycle_dirty_contact"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    contact_id: Mapped[int] = mapped_column(BigId)
+    marked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -43,10 +43,12 @@ class EventKind(enum.StrEnum):
     opened = "opened"
     clicked = "clicked"
     unsubscribed = "unsubscribed"
+    delayed = "delayed"  # a relay reported the message delayed (RFC 3464 Action: delayed): still being tried
 
 
 class SuppressionReason(enum.StrEnum):
     hard_bounce = "hard_bounce"
+    soft_bounce = "soft_bounce"  # several temporary failures in a row: stops marketing, not transactional mail
     complaint = "complaint"
     unsubscribe = "unsubscribe"
     manual = "manual"
@@ -201,8 +203,11 @@ class Suppression(WorkspaceScoped, Base):
 
 
 class MessageEvent(WorkspaceScoped, Base):
+    """What happened to a message after it was sent; ``dedupe_key`` makes a replayed report (a DSN) harmless."""
+
     __tablename__ = "message_events"
     __table_args__ = (
+        sa.UniqueConstraint("workspace_id", "dedupe_key", name="uq_message_events_workspace_dedupe"),
         sa.Index("ix_message_events_send", "send_id", "kind"),
         sa.Index("ix_message_events_contact", "contact_id", "kind", "occurred_at"),
     )
@@ -214,3 +219,6 @@ class MessageEvent(WorkspaceScoped, Base):
     occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     url: Mapped[str | None] = mapped_column(sa.Text, default=None)
     detail: Mapped[str] = mapped_column(sa.String(500), default="")
+    # The RFC 3463 status of a bounce or delay ("5.1.1", "4.2.2"): 5 is permanent (hard), 4 temporary (soft).
+    status_code: Mapped[str] = mapped_column(sa.String(16), default="")
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(100), default=None)

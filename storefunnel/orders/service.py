@@ -11,6 +11,7 @@ from storefunnel.contacts import repository as contacts_repository
 from storefunnel.cycle.service import on_facts_changed
 from storefunnel.db import utcnow
 from storefunnel.errors import Conflict, Invalid
+from storefunnel.jobs import wakeup
 from storefunnel.models import Contact, OrderLine
 from storefunnel.models import Order as OrderRow
 from storefunnel.orders import repository
@@ -143,6 +144,7 @@ def create_order(session: Session, workspace_id: int, data: OrderCreate) -> Orde
     session.add_all(lines)
     session.flush()
     _advance_cycle(session, workspace_id, order)
+    wakeup.request(session)  # a flow (the thank-you) may start: wake a worker after the commit
     return to_read(order, lines)
 
 

@@ -75,3 +75,6 @@ def install_dashboard(app: FastAPI) -> None:
     from storefunnel.web import messaging_pages
 
     app.include_router(messaging_pages.router)
+    from storefunnel.web import report_pages
+
+    app.include_router(report_pages.router)
