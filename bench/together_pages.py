@@ -37,6 +37,7 @@ PAGES = {
     "Who buys (365 d)": "/together/who-buys?from=2025-11-01&to=2026-10-31",
     "Channels (90 d)": "/marketing/channels?from=2026-08-03&to=2026-10-31",
     "Retention (365 d)": "/sales/retention?from=2025-11-01&to=2026-10-31",
+    "Owner's report (28 d, every analytic)": "/report?from=2026-10-04&to=2026-10-31",
 }
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -73,6 +74,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
+    ap.add_argument("--modes", default="database,auto", help="Engines to time: database, auto or both.")
     args = ap.parse_args()
     if args.backend == "sqlite":
         Path("var/bench").mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,8 @@ def main() -> None:
         s.commit()
     print(f"store end {ANCHOR}; snapshot for the auto engine …", flush=True)
     results = {}
-    for mode in ("database", "auto"):
+    modes = [m for m in ("database", "auto") if m in args.modes.split(",")]
+    for mode in modes:
         env = {"STOREFUNNEL_ANALYTICS_ENGINE": mode}
         server = start_server(url, env)
         try:
@@ -107,8 +110,9 @@ def main() -> None:
         "cold s (database / auto) | ratio database / auto |"
     )
     print("| --- | ---: | ---: | ---: | ---: |")
+    none = (float("nan"),) * 3
     for name in PAGES:
-        d, a = results["database"][name], results["auto"][name]
+        d, a = results.get("database", {}).get(name, none), results.get("auto", {}).get(name, none)
         print(f"| {name} | {d[1]:.2f} | {a[1]:.2f} | {d[0]:.2f} / {a[0]:.2f} | {d[1] / a[1]:.1f}x |")
 
 

@@ -24,5 +24,11 @@ def simulated_store(database_url: str) -> tuple[int, dict[str, Any]]:
         ws = create_workspace(session, f"sim-{uuid.uuid4().hex[:8]}")
         session.commit()
         workspace_id = ws.id
-    truth = simulate_store(dbmod.get_engine(), workspace_id, contacts=CONTACTS, days=DAYS, seed=SEED, anchor=ANCHOR)
+    engine = dbmod.get_engine()
+    truth = simulate_store(engine, workspace_id, contacts=CONTACTS, days=DAYS, seed=SEED, anchor=ANCHOR)
+    if engine.dialect.name == "postgresql":
+        # Fresh planner statistics after the bulk load, as autovacuum would give them a minute later: without
+        # them PostgreSQL plans the analytics' joins as if the tables were empty.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE contacts, touches, orders, order_lines, products")
     return workspace_id, truth
