@@ -81,6 +81,24 @@ def _legend(series: Sequence[Series], width: int) -> list[str]:
     return out
 
 
+def _value_top(series: Sequence[Series], labels: Sequence[str]) -> float:
+    """The rounded top of a value axis from zero; every series must have one value per label."""
+    for s in series:
+        if len(s.values) != len(labels):
+            raise ValueError(f"series {s.name!r}: {len(s.values)} values for {len(labels)} labels")
+    return nice_ceiling(max((float(v) for s in series for v in s.values if v is not None), default=0.0))
+
+
+def _value_grid(top: float, left: float, right: float, head: float, plot_h: float, fmt: Format) -> list[str]:
+    """Grid lines at 0, half and the top of a value axis, each labelled on the left."""
+    out = []
+    for frac in (0.0, 0.5, 1.0):
+        y = head + plot_h * (1 - frac)
+        out.append(f'<line x1="{left}" y1="{_num(y)}" x2="{right}" y2="{_num(y)}" stroke="#e2e8f0"/>')
+        out.append(_text(left - 6, y + 4, fmt(top * frac), anchor="end", size=10))
+    return out
+
+
 def _short(label: str, limit: int) -> str:
     return label if len(label) <= limit else label[: max(1, limit - 1)] + "…"
 
@@ -102,17 +120,10 @@ def bar_chart(
     value (``axis_fmt``, default ``fmt``) above its bar, so small steps next to large ones still read.
     """
     axis_fmt = axis_fmt or fmt
-    for s in series:
-        if len(s.values) != len(labels):
-            raise ValueError(f"series {s.name!r}: {len(s.values)} values for {len(labels)} labels")
-    top = nice_ceiling(max((float(v) for s in series for v in s.values if v is not None), default=0.0))
+    top = _value_top(series, labels)
     left, right, bottom, head = 64, 8, 34, 24 if len(series) > 1 else 16
     plot_w, plot_h = width - left - right, height - head - bottom
-    body = _legend(series, width)
-    for frac in (0.0, 0.5, 1.0):
-        y = head + plot_h * (1 - frac)
-        body.append(f'<line x1="{left}" y1="{_num(y)}" x2="{width - right}" y2="{_num(y)}" stroke="#e2e8f0"/>')
-        body.append(_text(left - 6, y + 4, axis_fmt(top * frac), anchor="end", size=10))
+    body = [*_legend(series, width), *_value_grid(top, left, width - right, head, plot_h, axis_fmt)]
     value_labels = len(series) == 1 and len(labels) <= 16
     n = max(len(labels), 1)
     slot = plot_w / n
@@ -203,17 +214,10 @@ def line_chart(
     Each point carries its exact value (``fmt``) as a tooltip; the axis is labelled with ``axis_fmt``.
     """
     axis_fmt = axis_fmt or fmt
-    for s in series:
-        if len(s.values) != len(labels):
-            raise ValueError(f"series {s.name!r}: {len(s.values)} values for {len(labels)} labels")
-    top = nice_ceiling(max((float(v) for s in series for v in s.values if v is not None), default=0.0))
+    top = _value_top(series, labels)
     left, right, bottom, head = 64, 28, 34, 24 if len(series) > 1 else 10
     plot_w, plot_h = width - left - right, height - head - bottom
-    body = _legend(series, width)
-    for frac in (0.0, 0.5, 1.0):
-        y = head + plot_h * (1 - frac)
-        body.append(f'<line x1="{left}" y1="{_num(y)}" x2="{width - right}" y2="{_num(y)}" stroke="#e2e8f0"/>')
-        body.append(_text(left - 6, y + 4, axis_fmt(top * frac), anchor="end", size=10))
+    body = [*_legend(series, width), *_value_grid(top, left, width - right, head, plot_h, axis_fmt)]
     n = len(labels)
     step = plot_w / (n - 1) if n > 1 else 0.0
 

@@ -15,20 +15,13 @@ from sqlalchemy.orm import Session
 from storefunnel.models import Contact, Order, Workspace
 from storefunnel.web.render import format_money
 from storefunnel.workspaces.service import create_user, create_workspace
+from tests.e2e.browser import launch
 from tests.fixtures.server import LiveServer
 
 pytestmark = pytest.mark.e2e
 
 TZ = "America/New_York"
 PASSWORD = "a browser typed this"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # (lead days ago or None, [(order days ago, total in cents, status)]); times are 09:00 and 10:00 local.
 PEOPLE: list[tuple[int | None, list[tuple[int, int, str]]]] = [
@@ -144,7 +137,7 @@ def test_sign_in_read_overview_change_range_sign_out(live_server: LiveServer, st
     problems: list[str] = []
     outside: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1360, "height": 900}, timezone_id="Asia/Tokyo")
             page = context.new_page()

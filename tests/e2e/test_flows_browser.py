@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from storefunnel.messaging import flows
 from storefunnel.models import EmailTemplate, Flow, Workspace
 from storefunnel.workspaces.service import create_user, create_workspace
-from tests.e2e.test_marketing_browser import CHROMIUM_ARGS, shot
+from tests.e2e.browser import launch
+from tests.e2e.test_marketing_browser import shot
 from tests.fixtures.server import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +50,7 @@ def test_edit_a_step_in_the_browser_and_it_persists(
     base = live_server.url
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
             page.set_default_timeout(10_000)

@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session
 from storefunnel.config import get_settings
 from storefunnel.models import Workspace
 from storefunnel.workspaces.service import create_user, create_workspace
+from tests.e2e.browser import launch
 from tests.fixtures.server import LiveServer
 
 pytestmark = pytest.mark.e2e
 
 TZ = "Europe/Lisbon"
 PASSWORD = "a marketer typed this"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 SHOTS = Path(os.environ.get("STOREFUNNEL_SCREENSHOTS", "bench/out/screenshots"))
 
 
@@ -94,7 +94,7 @@ def test_write_key_events_arrive_live_and_the_lead_shows(live_server: LiveServer
     anon = f"anon-{uuid.uuid4().hex[:8]}"
     lead_email = f"lead-{uuid.uuid4().hex[:6]}@example.com"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1360, "height": 900}, timezone_id="America/Chicago")
             context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
@@ -201,7 +201,7 @@ def test_the_settings_snippet_sends_from_a_store_page(live_server: LiveServer, s
     """The browser snippet, pasted into a page elsewhere with a real write key, lands a page view and a track call."""
     base = live_server.url
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.set_default_timeout(10_000)

@@ -13,20 +13,13 @@ from storefunnel.auth.keys import create_key
 from storefunnel.insight import clv_service
 from storefunnel.models import KeyKind
 from storefunnel.workspaces.service import create_user
+from tests.e2e.browser import launch
 from tests.fixtures.server import LiveServer
 from tests.insight.simulated import ANCHOR, simulated_store
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "a browser typed this"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 QUERY = "from=2025-11-01&to=2026-10-31&lookback_days=30"
 
 
@@ -45,7 +38,7 @@ def test_attribution_and_clv_pages_show_the_apis_figures(
     keep = api.get("/api/v1/clv/keep-in-touch?limit=50").json()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
             page.set_default_timeout(120_000)

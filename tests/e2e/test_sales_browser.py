@@ -16,20 +16,13 @@ from storefunnel.cycle import service as cycle
 from storefunnel.models import Contact, StageChange
 from storefunnel.scoring import service as scoring
 from storefunnel.workspaces.service import create_user
+from tests.e2e.browser import launch
 from tests.fixtures.server import LiveServer
 from tests.scoring.helpers import SimStore, drop, simulated_store
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "a browser typed this"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -65,7 +58,7 @@ def test_pipeline_then_a_lead_and_why(live_server: LiveServer, store: tuple[SimS
         ).all()
         explanation = scoring.explain(s, sim.workspace_id, lead["contact_id"])
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
             page.set_default_timeout(10_000)

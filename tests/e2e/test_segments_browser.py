@@ -20,19 +20,12 @@ from sqlalchemy.orm import Session
 from storefunnel.db import utcnow
 from storefunnel.models import Contact, Order, Segment, SegmentMember, Touch, Workspace
 from storefunnel.workspaces.service import create_user, create_workspace
+from tests.e2e.browser import launch
 from tests.fixtures.server import LiveServer
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "an owner sorting shoppers"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(os.environ.get("STOREFUNNEL_SCREENSHOTS", "bench/out/screenshots"))
 
 # (country, age band, order totals in cents, "Product Added" events in the last week)
@@ -134,7 +127,7 @@ def test_build_rules_watch_the_live_count_save_and_list(
     problems: list[str] = []
     outside: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1360, "height": 900})
             page = context.new_page()

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from storefunnel.auth.keys import create_key
 from storefunnel.models import KeyKind
 from storefunnel.workspaces.service import create_user
-from tests.e2e.test_models_browser import CHROMIUM_ARGS, PASSWORD
+from tests.e2e.browser import launch
+from tests.e2e.test_models_browser import PASSWORD
 from tests.fixtures.server import LiveServer
 from tests.insight.simulated import simulated_store
 
@@ -33,7 +34,7 @@ def test_together_hat_walk(live_server: LiveServer, committed_session: Session, 
     who = api.get("/api/v1/insight/who-buys?from=2025-11-01&to=2026-10-31").json()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
             page.set_default_timeout(120_000)
