@@ -83,6 +83,33 @@ def expected_repeats(t: np.ndarray, r: float, alpha: float, a: float, b: float) 
     return np.asarray((a + b - 1.0) / (a - 1.0) * (1.0 - (alpha / (alpha + t)) ** r * hyp))
 
 
+def first_orders_lost_without(
+    ch: np.ndarray,
+    stay: np.ndarray,
+    threshold: np.ndarray,
+    in_market: np.ndarray,
+    before_end: np.ndarray,
+    buy: np.ndarray,
+) -> np.ndarray:
+    """First orders each channel's removal loses, replayed on the same people with the same draws.
+
+    This is the planted answer to the question attribution estimates: had channel c not existed, its touches
+    would not have happened (the people it acquired never arrive, its return visits are gone) and every other
+    touch stays where it was; a buyer still buys if the other touches' persuasion reaches their threshold
+    within the same journey, before the anchor.
+    """
+    col = np.arange(ch.shape[1])[None, :]
+    reach = (col < stay[:, None]) & before_end
+    weight = P.CONVERSION_WEIGHT[ch]
+    lost = np.zeros(len(P.CHANNELS), dtype=np.int64)
+    for c in range(len(P.CHANNELS)):
+        other = ch != c
+        persuasion = np.cumsum(np.where(other, weight, 0.0), axis=1)
+        still = in_market & other[:, 0] & ((persuasion >= threshold[:, None]) & other & reach).any(axis=1)
+        lost[c] = int((buy & ~still).sum())
+    return lost
+
+
 def _obj(values: list[Any]) -> np.ndarray:
     """An object array of plain Python values with a trailing None, so index -1 means 'none'."""
     out = np.empty(len(values) + 1, dtype=object)
@@ -142,6 +169,7 @@ class Simulator:
             "acquired_by_channel": np.zeros(len(P.CHANNELS), dtype=np.int64),
             "customers_by_acquisition_channel": np.zeros(len(P.CHANNELS), dtype=np.int64),
             "touches_by_channel": np.zeros(len(P.CHANNELS), dtype=np.int64),
+            "first_orders_lost_without": np.zeros(len(P.CHANNELS), dtype=np.int64),
             "leads_in_window": 0,
             "first_orders_in_window": 0,
             "subtotal_sum": 0,
@@ -316,6 +344,9 @@ class Simulator:
         if self.scenario == "conversion_drop":
             lost = buy & (t_order >= self.window_start) & (rng.random(n) < 0.4)
             buy &= ~lost
+        st["first_orders_lost_without"] += first_orders_lost_without(
+            ch, stay, threshold, in_market, t + 4 * MINUTE < end, buy
+        )
         keep = (col < length[:, None]) & (t < end)
         variant = chv.pick_variants(rng, ch)
         u = rng.random((n, m_cols))
@@ -746,6 +777,7 @@ class Simulator:
                     "leads": int(st["leads_by_channel"][i]),
                     "customers_by_acquisition": int(st["customers_by_acquisition_channel"][i]),
                     "touches": int(st["touches_by_channel"][i]),
+                    "first_orders_lost_without": int(st["first_orders_lost_without"][i]),
                     "daily_spend_euros": sum(e for c, _, e in P.PAID_CAMPAIGNS if c == name),
                 }
                 for i, name in enumerate(P.CHANNELS)

@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from storefunnel.db import UTCDateTime
+from storefunnel.simulate import params as P
 from storefunnel.simulate import simulate_store
-from storefunnel.simulate.generate import bgnbd_expected
+from storefunnel.simulate.generate import bgnbd_expected, first_orders_lost_without
 
 ANCHOR = dt.date(2026, 11, 22)
 END = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
@@ -339,3 +340,38 @@ def test_cli_refuses_a_filled_workspace_unless_replace(engine: Engine, tmp_path:
     bad = runner.invoke(app, ["simulate", "--scenario", "nope", "-w", name])
     assert bad.exit_code == 2
     assert "scenario" in bad.stderr
+
+
+def test_removal_replay_on_hand_built_journeys() -> None:
+    """The replay by hand: who still buys once a channel's touches are gone (weights from the planted table)."""
+    search, email, direct = P.CH["Organic Search"], P.CH["Email"], P.CH["Direct"]
+    assert [P.CONVERSION_WEIGHT[c] for c in (search, email, direct)] == [1.0, 1.6, 1.1]
+    ch = np.array(
+        [
+            [search, email, direct, direct],  # 1.0, 2.6: buys at touch 2; without Email 1.0, 2.1, 3.2: at touch 4
+            [search, email, direct, direct],  # the same, but the journey ends after touch 2: Email was needed
+            [email, search, search, search],  # buys at once; acquired by Email, so lost without it
+        ]
+    )
+    threshold = np.array([2.5, 2.5, 1.0])
+    stay = np.array([4, 2, 4])
+    buy = np.ones(3, dtype=bool)
+    everywhere = np.ones(ch.shape, dtype=bool)
+    lost = first_orders_lost_without(ch, stay, threshold, np.ones(3, dtype=bool), everywhere, buy)
+    assert lost[email] == 2  # journeys 2 and 3
+    assert lost[search] == 2  # journeys 1 and 2 began with it
+    assert lost[direct] == 0
+    assert lost.sum() == 4  # channels with no touch lose nobody
+    # a touch after the anchor cannot make the order: journey 1 without Email would buy only at touch 4
+    early = everywhere.copy()
+    early[0, 3] = False
+    assert first_orders_lost_without(ch, stay, threshold, np.ones(3, dtype=bool), early, buy)[email] == 3
+    # out of the market nobody buys in the replay: every buyer is lost whichever channel goes
+    assert (first_orders_lost_without(ch, stay, threshold, np.zeros(3, dtype=bool), everywhere, buy) == 3).all()
+
+
+def test_truth_states_the_removal_replay(baseline: tuple[int, dict[str, Any]]) -> None:
+    _, truth = baseline
+    lost = {c: v["first_orders_lost_without"] for c, v in truth["channels"].items()}
+    assert 0 < lost["Direct"] < truth["counts"]["first_orders"]
+    assert all(0 <= v <= truth["counts"]["first_orders"] for v in lost.values())
