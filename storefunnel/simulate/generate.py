@@ -370,7 +370,8 @@ class Simulator:
         bg, gg = p.bgnbd, p.gamma_gamma
         lam = np.maximum(rng.gamma(bg.r, 1.0 / bg.alpha, nc), 1e-12)
         drop = rng.beta(bg.a, bg.b, nc)
-        nrep = rng.geometric(np.maximum(drop, 1e-9)) - 1
+        # repeats until the drop-out that follows a repeat: 1, 2, ... (the BG/NBD allows none after the first)
+        nrep = rng.geometric(np.maximum(drop, 1e-9))
         bound = np.ceil(3.0 * lam * (end - t_first) + 10).astype(np.int64)
         nrep = np.minimum(nrep, bound)
         owner = np.repeat(np.arange(nc), nrep)

@@ -64,8 +64,9 @@ ANONYMOUS_VISITORS_PER_CONTACT = 0.6
 class BGNBD:
     """Repeat purchases (Fader, Hardie & Lee 2005), time unit = days.
 
-    lambda ~ Gamma(shape r, rate alpha): purchase rate while alive; after every purchase
-    (the first included) the customer drops out for good with probability p ~ Beta(a, b).
+    lambda ~ Gamma(shape r, rate alpha): purchase rate while alive; after every repeat purchase the customer
+    drops out for good with probability p ~ Beta(a, b). Not after the first order: in the BG/NBD a new
+    customer is alive until their first repeat (dropping out at the first order too would be the MBG/NBD).
     """
 
     r: float = 0.25

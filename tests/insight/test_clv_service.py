@@ -29,15 +29,15 @@ def test_fit_recovers_planted_parameters(session: Session, database_url: str) ->
     horizons = np.array([30.0, 90.0, 180.0, 365.0])
     fitted, planted = model.expected_purchases_new(horizons), bgnbd_expected(horizons)
     print("BG/NBD", p, "expected repeats fitted", fitted.round(3), "planted", planted.round(3))  # noqa: T201
-    # a and b are weakly identified one by one on a year of data; what the owner reads (expected repeat
-    # purchases of a new customer) is, and is compared here. On this seed the fit sits 20-28% below the
-    # planted curve while predicting the held-out quarter within 15% (next test): the tolerance says so.
-    np.testing.assert_allclose(fitted, planted, rtol=0.3)
-    assert p["r"] / p["alpha"] == pytest.approx(truth["bgnbd"]["r"] / truth["bgnbd"]["alpha"], rel=0.35)
+    # what the owner reads (expected repeat purchases of a new customer) within 8% of the planted curve; each
+    # parameter within 20% (about 2,400 customers and a year of data: a and b are the least identified)
+    np.testing.assert_allclose(fitted, planted, rtol=0.08)
+    for name in ("r", "alpha", "a", "b"):
+        assert p[name] == pytest.approx(truth["bgnbd"][name], rel=0.2), name
     gg = fit.params["spend"]
     mean_spend = gg["p"] * gg["v"] / (gg["q"] - 1) / 100  # minor units -> euros
     print("Gamma-Gamma", gg, "mean spend", round(mean_spend, 2), "planted", truth["gamma_gamma"])  # noqa: T201
-    assert mean_spend == pytest.approx(truth["gamma_gamma"]["mean_order_value"], rel=0.15)
+    assert mean_spend == pytest.approx(truth["gamma_gamma"]["mean_order_value"], rel=0.05)
     assert fit.metrics["customers"] == truth["counts"]["customers"]
 
 
