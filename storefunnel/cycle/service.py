@@ -21,6 +21,7 @@ from storefunnel.errors import Invalid
 from storefunnel.models import Contact, Order, StageChange, Touch, Workspace
 from storefunnel.models.contact import Stage
 from storefunnel.tenancy import get_scoped
+from storefunnel.workspaces.service import set_setting
 
 CHUNK = 2000
 HistoryKey = tuple[int, dt.datetime, str | None, str, str]
@@ -55,9 +56,8 @@ def get_scoped_workspace(session: Session, workspace_id: int) -> Workspace:
 
 def set_rules(session: Session, workspace_id: int, rules: CycleRules) -> CycleRules:
     """Store the rules (the whole object, so later default changes do not silently alter a tuned store)."""
-    workspace = get_scoped_workspace(session, workspace_id)
-    workspace.settings = {**(workspace.settings or {}), SETTINGS_KEY: rules.model_dump(mode="json")}
-    session.flush()
+    get_scoped_workspace(session, workspace_id)
+    set_setting(session, workspace_id, SETTINGS_KEY, rules.model_dump(mode="json"))
     return rules
 
 

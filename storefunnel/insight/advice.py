@@ -39,6 +39,7 @@ from storefunnel.insight.engine import Columns, Runner, workspace_currency
 from storefunnel.insight.facts import Period, buyers, flag, seconds_between, table, valid_orders
 from storefunnel.insight.stats import RateRatio, poisson_rate_ratio, proportion_ratio, standardised_rate_ratio
 from storefunnel.models import Workspace
+from storefunnel.workspaces.service import set_setting
 
 DEFAULT_DAYS = 28
 MAX_DAYS = 366
@@ -80,10 +81,9 @@ def get_targets(session: Session, workspace_id: int) -> Targets:
 
 
 def set_targets(session: Session, workspace_id: int, targets: Targets) -> Targets:
-    ws = session.get(Workspace, workspace_id)
-    if ws is None:
+    if session.get(Workspace, workspace_id) is None:
         raise Invalid("workspace: not found")
-    ws.settings = {**(ws.settings or {}), SETTINGS_KEY: targets.model_dump(mode="json")}
+    set_setting(session, workspace_id, SETTINGS_KEY, targets.model_dump(mode="json"))
     return targets
 
 

@@ -40,6 +40,7 @@ from storefunnel.messaging.settings import messaging_settings
 from storefunnel.messaging.smtp import Outcome, SmtpConfig, SmtpConnection
 from storefunnel.models import Role, User, Workspace
 from storefunnel.web.advice_pages import ADVICE
+from storefunnel.workspaces.service import locked_settings, set_setting
 
 log = logging.getLogger(__name__)
 SETTINGS_KEY = "digest"
@@ -73,14 +74,10 @@ def set_schedule(
     session: Session, workspace_id: int, enabled: bool | None, weekday: int | None = None, hour: int | None = None
 ) -> DigestSettings:
     """Switch the weekly digest on or off, or move it; what was sent before is kept."""
-    ws = session.get(Workspace, workspace_id)
-    if ws is None:
-        raise NotFound(f"workspace: no workspace {workspace_id}")
     changes = {k: v for k, v in (("enabled", enabled), ("weekday", weekday), ("hour", hour)) if v is not None}
-    current = digest_settings(ws.settings).model_dump()
+    current = digest_settings(locked_settings(session, workspace_id)).model_dump()
     new = digest_settings({SETTINGS_KEY: {**current, **changes}})
-    ws.settings = {**(ws.settings or {}), SETTINGS_KEY: new.model_dump()}
-    session.flush()
+    _store(session, workspace_id, new)
     return new
 
 
@@ -245,32 +242,17 @@ def due_week(cfg: DigestSettings, now_local: dt.datetime) -> str | None:
     return None if cfg.last_week == week else week
 
 
-def _lock(session: Session, workspace_id: int) -> dict[str, Any]:
-    """Take the workspace row for this transaction and read its settings afresh.
-
-    PostgreSQL: ``SELECT … FOR UPDATE``. SQLite has no row locks: a no-op UPDATE takes the database's write
-    lock, which a second worker's claim then waits on (busy timeout) until this one commits.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = sa.select(Workspace.settings).where(Workspace.id == workspace_id).with_for_update()
-        return dict(session.execute(stmt).scalar_one() or {})
-    session.execute(sa.update(Workspace).where(Workspace.id == workspace_id).values(name=Workspace.name))
-    return dict(session.execute(sa.select(Workspace.settings).where(Workspace.id == workspace_id)).scalar_one() or {})
-
-
-def _store(session: Session, workspace_id: int, settings: dict[str, Any], cfg: DigestSettings) -> None:
-    new = {**settings, SETTINGS_KEY: cfg.model_dump()}
-    session.execute(sa.update(Workspace).where(Workspace.id == workspace_id).values(settings=new))
+def _store(session: Session, workspace_id: int, cfg: DigestSettings) -> None:
+    set_setting(session, workspace_id, SETTINGS_KEY, cfg.model_dump())
 
 
 def claim_week(maker: sessionmaker[Session], workspace_id: int, week: str) -> tuple[bool, str | None]:
     """Record ``week`` as sent, unless it already is; (won, the week recorded before)."""
     with maker() as session, session.begin():
-        settings = _lock(session, workspace_id)
-        cfg = digest_settings(settings)
+        cfg = digest_settings(locked_settings(session, workspace_id))
         if not cfg.enabled or cfg.last_week == week:
             return False, cfg.last_week
-        _store(session, workspace_id, settings, cfg.model_copy(update={"last_week": week}))
+        _store(session, workspace_id, cfg.model_copy(update={"last_week": week}))
         return True, cfg.last_week
 
 
@@ -279,15 +261,14 @@ def settle_week(
 ) -> None:
     """After delivery: note when it went out, or (``sent_at`` None) give the week back so a later pass retries."""
     with maker() as session, session.begin():
-        settings = _lock(session, workspace_id)
-        cfg = digest_settings(settings)
+        cfg = digest_settings(locked_settings(session, workspace_id))
         if cfg.last_week != week:
             return
         if sent_at is None:
             update: dict[str, Any] = {"last_week": previous}
         else:
             update = {"last_sent_at": sent_at.isoformat(timespec="seconds")}
-        _store(session, workspace_id, settings, cfg.model_copy(update=update))
+        _store(session, workspace_id, cfg.model_copy(update=update))
 
 
 def send_weekly(maker: sessionmaker[Session], smtp: SmtpConfig, workspace_id: int, week: str, now: dt.datetime) -> int:

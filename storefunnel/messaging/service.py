@@ -40,6 +40,7 @@ from storefunnel.models import (
 )
 from storefunnel.models.messaging import EventKind, MessageKind, SendStatus, SuppressionReason
 from storefunnel.tenancy import get_scoped, scoped
+from storefunnel.workspaces.service import locked_settings, set_setting
 
 SAMPLE_CONTACT = {
     "first_name": "Alex",
@@ -66,11 +67,10 @@ def get_settings_for(session: Session, workspace_id: int) -> MessagingSettings:
 
 
 def update_settings(session: Session, workspace_id: int, data: schemas.SettingsUpdate) -> MessagingSettings:
-    ws = workspace(session, workspace_id)
-    current = messaging_settings(ws.settings).model_dump()
+    workspace(session, workspace_id)
+    current = messaging_settings(locked_settings(session, workspace_id)).model_dump()
     merged = MessagingSettings.model_validate({**current, **data.model_dump(exclude_unset=True, exclude_none=True)})
-    ws.settings = {**(ws.settings or {}), SETTINGS_KEY: merged.model_dump()}
-    session.flush()
+    set_setting(session, workspace_id, SETTINGS_KEY, merged.model_dump())
     return merged
 
 

@@ -24,6 +24,7 @@ from storefunnel.errors import Invalid, NotFound
 from storefunnel.models import Contact, ContactScore, Order, ScoringModel, Segment, Touch, Workspace
 from storefunnel.scoring import features as F
 from storefunnel.scoring import model as M
+from storefunnel.workspaces.service import locked_settings, set_setting
 
 SETTINGS_KEY = "scoring"
 MIN_BUYERS = 5
@@ -66,11 +67,9 @@ def set_target_segments(session: Session, workspace_id: int, ids: Sequence[int])
             f"target_segments: no segment {missing[0]} in this workspace",
             errors=[{"field": "target_segments", "message": f"unknown segment {missing[0]}"}],
         )
-    ws = _workspace(session, workspace_id)
-    settings = dict(ws.settings or {})
-    settings[SETTINGS_KEY] = {**settings.get(SETTINGS_KEY, {}), "target_segments": ids}
-    ws.settings = settings
-    session.flush()
+    _workspace(session, workspace_id)
+    current = locked_settings(session, workspace_id).get(SETTINGS_KEY, {})
+    set_setting(session, workspace_id, SETTINGS_KEY, {**current, "target_segments": ids})
     return {i: found[i] for i in ids}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -29,6 +31,31 @@ def get_workspace_by_name(session: Session, name: str) -> Workspace:
 def ensure_workspace(session: Session, name: str) -> Workspace:
     existing = session.scalar(sa.select(Workspace).where(Workspace.name == name))
     return existing or create_workspace(session, name)
+
+
+def locked_settings(session: Session, workspace_id: int) -> dict[str, Any]:
+    """The workspace's settings read afresh under its row's write lock, held to the end of the transaction.
+
+    Every settings writer (targets, digest, cycle rules, email, scoring) changes one key of the same JSON
+    document: reading it under the lock means two writers at once both land instead of one overwriting the
+    other. PostgreSQL: ``SELECT … FOR UPDATE``; SQLite has no row locks, so a no-op UPDATE takes the database's
+    write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = sa.select(Workspace.settings).where(Workspace.id == workspace_id).with_for_update()
+    else:
+        session.execute(sa.update(Workspace).where(Workspace.id == workspace_id).values(name=Workspace.name))
+        stmt = sa.select(Workspace.settings).where(Workspace.id == workspace_id)
+    settings = session.execute(stmt).scalar_one_or_none()
+    if settings is None and session.get(Workspace, workspace_id) is None:
+        raise NotFound(f"workspace: no workspace {workspace_id}")
+    return dict(settings or {})
+
+
+def set_setting(session: Session, workspace_id: int, key: str, value: Any) -> None:
+    """Write one key of the workspace's settings, keeping the others as they are now (see ``locked_settings``)."""
+    settings = {**locked_settings(session, workspace_id), key: value}
+    session.execute(sa.update(Workspace).where(Workspace.id == workspace_id).values(settings=settings))
 
 
 def create_user(session: Session, workspace_id: int, email: str, password: str, role: Role = Role.owner) -> User:
