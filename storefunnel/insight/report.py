@@ -147,6 +147,26 @@ def change(value: float | None) -> str:
     return ("+" if pct > 0 else "−" if pct < 0 else "±") + text
 
 
+STATUS_COLOR = {"worse": PALETTE[3], "low": PALETTE[3], "below_target": PALETTE[3], "better": PALETTE[1]}
+
+
+def stage_change_chart(stages: list[dict[str, Any]], width: int = CHART_W) -> Markup:
+    """The advice's five stages as changes against the period before, with their 95% intervals (axis ±100%).
+
+    Bars are red where the stage is a problem, green where it improved and blue otherwise, as on the page.
+    """
+    return hbar_chart(
+        [f"{s['number']}. {s['label']}" for s in stages],
+        [s["change"] for s in stages],
+        title="Change against the period before, per stage",
+        width=width,
+        fmt=change,
+        colors=[STATUS_COLOR.get(s["status"], "#93c5fd") for s in stages],
+        intervals=[(s["interval"][0], s["interval"][1]) if s.get("interval") else None for s in stages],
+        limit=1.0,
+    )
+
+
 def interval(values: list[float] | None, as_change: bool = False) -> str:
     if not values:
         return ""
@@ -281,13 +301,7 @@ def _charts(data: dict[str, Any]) -> dict[str, Markup]:
     cohorts = data["retention"]["cohorts"]
     month1 = [c["retention"][1] if len(c["retention"]) > 1 else None for c in cohorts]
     return {
-        "changes": hbar_chart(
-            [f"{s['number']}. {s['label']}" for s in stages],
-            [s["change"] for s in stages],
-            title="Change against the period before, per stage",
-            width=CHART_W,
-            fmt=change,
-        ),
+        "changes": stage_change_chart(stages),
         "steps": bar_chart(
             [s["name"].replace("_", " ").capitalize() for s in funnel["steps"]],
             [Series("People", [s["count"] for s in funnel["steps"]])],

@@ -162,23 +162,39 @@ def hbar_chart(
     fmt: Format = plain,
     color: str = PALETTE[0],
     negative_color: str = PALETTE[3],
+    colors: Sequence[str] | None = None,
+    intervals: Sequence[tuple[float, float] | None] | None = None,
+    limit: float | None = None,
 ) -> Markup:
     """Horizontal bars, one row per label, with the value written at the end of each bar.
 
     With negative values the zero line moves inside the chart and bars go left (in ``negative_color``) or right:
     the chart of changes, where "down 40%" and "up 10%" must read as opposite directions. None and infinite
-    values draw "no data".
+    values draw "no data". ``colors`` gives each bar its own colour (a status, say); ``intervals`` draws each
+    bar's interval as a whisker; ``limit`` caps the axis at ±limit so one wide interval cannot squash the rest
+    (what lies beyond is drawn to the edge; the written value stays exact).
     """
     if len(values) != len(labels):
         raise ValueError(f"{len(values)} values for {len(labels)} labels")
+    for name, extra in (("colors", colors), ("intervals", intervals)):
+        if extra is not None and len(extra) != len(labels):
+            raise ValueError(f"{len(extra)} {name} for {len(labels)} labels")
     values = [None if v is None or not math.isfinite(v) else v for v in values]
+    whiskers = list(intervals) if intervals is not None else [None] * len(labels)
     row, label_w, value_w = 22, 230, 64
     height = max(row * len(labels) + 12, 30)
     known = [float(v) for v in values if v is not None]
+    known += [float(e) for iv in whiskers if iv is not None for e in iv if math.isfinite(e)]
     low, high = min([*known, 0.0]), max([*known, 0.0])
+    if limit is not None:
+        low, high = max(low, -limit), min(high, limit)
     span = (high - low) or 1.0
     plot_w = width - label_w - 2 * value_w
-    zero = label_w + value_w + plot_w * (-low / span)
+
+    def x_of(v: float) -> float:
+        return label_w + value_w + plot_w * (min(max(v, low), high) - low) / span
+
+    zero = x_of(0.0)
     body: list[str] = []
     for i, (label, v) in enumerate(zip(labels, values, strict=True)):
         y = 6 + i * row
@@ -186,14 +202,21 @@ def hbar_chart(
         if v is None:
             body.append(_text(zero + 4, y + 14, "no data", anchor="start", size=10, color=AXIS))
             continue
-        w = plot_w * abs(float(v)) / span
-        x = zero if v >= 0 else zero - w
-        fill = color if v >= 0 else negative_color
+        end_x = x_of(float(v))
+        x, w = min(zero, end_x), abs(end_x - zero)
+        fill = colors[i] if colors is not None else (color if v >= 0 else negative_color)
         body.append(
             f'<rect x="{_num(x)}" y="{y + 3}" width="{_num(max(w, 0.5))}" height="{row - 8}" fill="{escape(fill)}">'
             f"<title>{escape(label)}: {escape(fmt(float(v)))}</title></rect>"
         )
-        end, anchor = (x + w + 4, "start") if v >= 0 else (x - 4, "end")
+        left, right = x, x + w
+        iv = whiskers[i]
+        if iv is not None:
+            lo, hi = x_of(iv[0]), x_of(iv[1])
+            mid = y + 3 + (row - 8) / 2
+            body.append(f'<line x1="{_num(lo)}" y1="{_num(mid)}" x2="{_num(hi)}" y2="{_num(mid)}" stroke="{TEXT}"/>')
+            left, right = min(left, lo), max(right, hi)
+        end, anchor = (right + 4, "start") if v >= 0 else (left - 4, "end")
         body.append(_text(end, y + 14, fmt(float(v)), anchor=anchor, size=10))
     body.append(f'<line x1="{_num(zero)}" y1="2" x2="{_num(zero)}" y2="{height - 4}" stroke="{AXIS}"/>')
     return _svg(width, height, title, body)

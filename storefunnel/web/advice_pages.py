@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from storefunnel.db import SessionDep
 from storefunnel.errors import AppError
 from storefunnel.insight.advice import Targets, advice_report, get_targets, set_targets
+from storefunnel.insight.report import stage_change_chart
 from storefunnel.insight.routes import advice_period, to_csv
 from storefunnel.web.auth import DataUser, PageUser
 from storefunnel.web.nav import NavEntry, register_page
@@ -21,36 +22,6 @@ from storefunnel.web.routes import dashboard_router, see_other
 router = dashboard_router()
 ADVICE = "/together/advice"
 register_page(NavEntry("together", "Marketing or sales?", ADVICE, "What to improve next, and the evidence", 5))
-
-CHART_W, ROW_H, LABEL_W, SPAN = 640, 34, 220, 1.0  # the chart shows changes from -100% to +100%
-
-
-def change_chart(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Geometry of a diverging bar per stage: the change against the period before, with its 95% interval."""
-    plot_w = CHART_W - LABEL_W - 20
-    zero = LABEL_W + plot_w / 2
-
-    def x(v: float) -> float:
-        return round(zero + max(-SPAN, min(SPAN, v)) / SPAN * plot_w / 2, 1)
-
-    rows = []
-    for i, s in enumerate(stages):
-        change, ci = s["change"], s["interval"]
-        y = 10 + i * ROW_H
-        rows.append(
-            {
-                "label": f"{s['number']}. {s['label']}",
-                "y": y,
-                "ty": y + 16,
-                "x": min(x(change), zero) if change is not None else zero,
-                "w": abs(x(change) - zero) if change is not None else 0,
-                "lo": x(ci[0]) if ci else None,
-                "hi": x(ci[1]) if ci else None,
-                "change": change,
-                "status": s["status"],
-            }
-        )
-    return rows
 
 
 @router.get(ADVICE, response_model=None)
@@ -73,9 +44,7 @@ def advice_page(request: Request, session: SessionDep, user: PageUser, first: Fr
     ctx |= {
         "error": None,
         "report": report,
-        "chart": change_chart(report["stages"]),
-        "chart_h": 20 + ROW_H * len(report["stages"]),
-        "zero": LABEL_W + (CHART_W - LABEL_W - 20) / 2,
+        "chart": stage_change_chart(report["stages"]),
         "query": f"from={period.first.isoformat()}&to={period.last.isoformat()}",
         "inputs": {"first": period.first.isoformat(), "last": period.last.isoformat()},
     }

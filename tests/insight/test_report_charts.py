@@ -106,6 +106,32 @@ def test_hbar_diverges_around_zero() -> None:
     assert "no data" in texts
 
 
+def test_hbar_intervals_colours_and_limit() -> None:
+    """Whiskers span the interval; the axis stops at the limit, so an unbounded interval does not squash the rest."""
+    root = parse(
+        hbar_chart(
+            ["a", "b"],
+            [-0.5, 0.25],
+            title="t",
+            colors=["#111111", "#222222"],
+            intervals=[(-3.0, -0.25), (0.0, float("inf"))],
+            limit=1.0,
+        )
+    )
+    a, b = bars(root)
+    assert (a.get("fill"), b.get("fill")) == ("#111111", "#222222")
+    lines = root.findall("svg:line", NS)
+    whisker_a, whisker_b, zero_line = lines
+    zero = float(zero_line.get("x1", "0"))
+    unit = float(a.get("width", "0")) / 0.5  # pixels per 100%
+    assert float(whisker_a.get("x1", "0")) == pytest.approx(zero - 1.0 * unit, abs=0.2)  # -300% stops at -100%
+    assert float(whisker_a.get("x2", "0")) == pytest.approx(zero - 0.25 * unit, abs=0.2)
+    assert float(whisker_b.get("x2", "0")) == pytest.approx(zero + 0.25 * unit, abs=0.2)  # +inf: to the edge
+    assert float(b.get("width", "0")) == pytest.approx(0.25 * unit, abs=0.2)
+    with pytest.raises(ValueError, match="intervals"):
+        hbar_chart(["a"], [1.0], title="t", intervals=[])
+
+
 def test_hbar_treats_infinite_values_as_missing() -> None:
     root = parse(hbar_chart(["a", "b"], [float("inf"), 0.5], title="t"))
     assert len(bars(root)) == 1

@@ -1,9 +1,11 @@
-/* Draws the Overview charts from the dashboard's JSON; runs again after every HTMX swap. */
+/* The dashboard's daily charts: shared helpers (window.sfCharts) and the Overview charts.
+   Every chart page mounts its charts through sfCharts.mount, which fetches the JSON, reports load errors in
+   the page, resizes with the window and runs again after every HTMX swap. */
 (function () {
   "use strict";
 
   var COLORS = { leads: "#2563eb", orders: "#16a34a", revenue: "#7c3aed" };
-  var plots = [];
+  var HALF_DAY = 43200;
 
   function dayToUnix(day) {
     var p = day.split("-");
@@ -28,6 +30,8 @@
 
   function countFmt(v) { return v == null ? "–" : Math.round(v).toLocaleString(); }
 
+  function wholeTicks(u, vals) { return vals.map(function (v) { return Number.isInteger(v) ? v.toLocaleString() : ""; }); }
+
   function dayAxis(days) {
     // Long ranges get month labels, short ones day labels; dates are formatted in UTC because they are
     // already the store's calendar days.
@@ -36,26 +40,83 @@
     return function (u, splits) { return splits.map(function (ts) { return fmt.format(new Date(ts * 1000)); }); };
   }
 
-  function baseOptions(el, days, series, yValues) {
-    var halfDay = 43200;
+  /* uPlot options for a chart of calendar days: a day axis, a y axis from 0, the day in the legend. */
+  function dailyOptions(el, days, height, series, yValues, ySize) {
     return {
       width: Math.max(280, el.clientWidth),
-      height: 240,
+      height: height,
       // Days are calendar days in the store's timezone: label them as such, whatever the browser's zone.
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
       scales: {
-        x: { time: true, range: function (u, min, max) { return [min - halfDay, max + halfDay]; } },
+        x: { time: true, range: function (u, min, max) { return [min - HALF_DAY, max + HALF_DAY]; } },
         y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
       axes: [
         { stroke: "#5f6b7a", grid: { stroke: "#eef1f4" }, ticks: { stroke: "#e3e7ec" }, values: dayAxis(days), space: 60 },
-        { stroke: "#5f6b7a", grid: { stroke: "#eef1f4" }, ticks: { stroke: "#e3e7ec" }, size: 64, values: yValues }
+        { stroke: "#5f6b7a", grid: { stroke: "#eef1f4" }, ticks: { stroke: "#e3e7ec" }, size: ySize || 64, values: yValues }
       ],
       cursor: { drag: { x: false, y: false } },
       series: [{ label: "Day", value: function (u, ts) { return isoDay(ts); } }].concat(series)
     };
   }
 
-  function draw(container, data) {
+  /* Charts of every element matching `selector`: fetch its data-src, then draw(element, data) returns the
+     uPlot instances it made. `prepare(root)` runs on every swapped-in fragment first. */
+  function mount(selector, height, draw, prepare) {
+    var plots = [];
+
+    function load(el) {
+      el.setAttribute("data-state", "loading");
+      fetch(el.getAttribute("data-src"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) {
+          if (!r.ok) { throw new Error("the chart data could not be loaded (HTTP " + r.status + ")"); }
+          return r.json();
+        })
+        .then(function (data) {
+          plots = plots.concat(draw(el, data));
+          el.setAttribute("data-state", "ready");
+        })
+        .catch(function (err) {
+          el.setAttribute("data-state", "error");
+          var msg = document.createElement("div");
+          msg.className = "chart-error";
+          msg.textContent = String(err.message || err);
+          el.prepend(msg);
+        });
+    }
+
+    function init(root) {
+      plots = plots.filter(function (p) {
+        if (document.body.contains(p.root)) { return true; }
+        p.destroy();
+        return false;
+      });
+      if (!root.querySelectorAll) { return; }
+      if (prepare) { prepare(root); }
+      var found = Array.prototype.slice.call(root.querySelectorAll(selector));
+      if (root.matches && root.matches(selector)) { found.unshift(root); }
+      found.forEach(load);
+    }
+
+    var resizeTimer = null;
+    window.addEventListener("resize", function () {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(function () {
+        plots.forEach(function (p) { p.setSize({ width: Math.max(280, p.root.parentNode.clientWidth), height: height }); });
+      }, 120);
+    });
+
+    function start() {
+      if (window.htmx) { window.htmx.onLoad(init); } else { init(document); }
+    }
+    if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
+  }
+
+  window.sfCharts = {
+    dayToUnix: dayToUnix, isoDay: isoDay, countFmt: countFmt, wholeTicks: wholeTicks,
+    dailyOptions: dailyOptions, mount: mount
+  };
+
+  function drawOverview(container, data) {
     var currency = container.getAttribute("data-currency");
     var decimals = parseInt(container.getAttribute("data-decimals"), 10) || 0;
     var money = moneyFormatter(currency, decimals);
@@ -68,60 +129,17 @@
 
     countsEl.textContent = "";
     revenueEl.textContent = "";
-    var counts = new uPlot(baseOptions(countsEl, x.length, [
+    var counts = new uPlot(dailyOptions(countsEl, x.length, 240, [
       { label: "Leads", stroke: COLORS.leads, width: x.length > 120 ? 1 : 2, fill: "rgba(37, 99, 235, .07)", value: function (u, v) { return countFmt(v); } },
       { label: "Orders", stroke: COLORS.orders, width: x.length > 120 ? 1 : 2, value: function (u, v) { return countFmt(v); } }
-    ], function (u, vals) { return vals.map(function (v) { return Number.isInteger(v) ? v.toLocaleString() : ""; }); }),
-      [x, data.daily.leads, data.daily.orders], countsEl);
-    var rev = new uPlot(baseOptions(revenueEl, x.length, [
+    ], wholeTicks), [x, data.daily.leads, data.daily.orders], countsEl);
+    var rev = new uPlot(dailyOptions(revenueEl, x.length, 240, [
       { label: "Revenue", stroke: COLORS.revenue, fill: "rgba(124, 58, 237, .55)", width: 1, paths: bars, points: { show: false },
         value: function (u, v) { return money(v); } }
     ], function (u, vals) { return vals.map(function (v) { return money(v).replace(/[.,]00$/, ""); }); }),
       [x, revenue], revenueEl);
-    plots.push(counts, rev);
-    container.setAttribute("data-state", "ready");
+    return [counts, rev];
   }
 
-  function load(container) {
-    container.setAttribute("data-state", "loading");
-    fetch(container.getAttribute("data-src"), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) {
-        if (!r.ok) { throw new Error("the chart data could not be loaded (HTTP " + r.status + ")"); }
-        return r.json();
-      })
-      .then(function (data) { draw(container, data); })
-      .catch(function (err) {
-        container.setAttribute("data-state", "error");
-        var msg = document.createElement("div");
-        msg.className = "chart-error";
-        msg.textContent = String(err.message || err);
-        container.prepend(msg);
-      });
-  }
-
-  function init(root) {
-    plots = plots.filter(function (p) {
-      if (document.body.contains(p.root)) { return true; }
-      p.destroy();
-      return false;
-    });
-    if (!root.querySelectorAll) { return; }
-    var found = Array.prototype.slice.call(root.querySelectorAll("[data-overview-charts]"));
-    if (root.matches && root.matches("[data-overview-charts]")) { found.unshift(root); }
-    found.forEach(load);
-  }
-
-  var resizeTimer = null;
-  window.addEventListener("resize", function () {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(function () {
-      plots.forEach(function (p) { p.setSize({ width: Math.max(280, p.root.parentNode.clientWidth), height: 240 }); });
-    }, 120);
-  });
-
-  if (window.htmx) {
-    window.htmx.onLoad(init);
-  } else {
-    document.addEventListener("DOMContentLoaded", function () { init(document); });
-  }
+  mount("[data-overview-charts]", 240, drawOverview);
 })();
