@@ -10,8 +10,9 @@ from pydantic import AwareDatetime
 from storefunnel.auth.deps import CurrentWorkspace
 from storefunnel.contacts import repository, service
 from storefunnel.contacts import timeline as timeline_queries
-from storefunnel.contacts.schemas import MAX_ID, NO_NUL, Contact, ContactCreate, ContactUpdate, TimelineItem
+from storefunnel.contacts.schemas import Contact, ContactCreate, ContactUpdate, TimelineItem
 from storefunnel.db import SessionDep
+from storefunnel.limits import MAX_ID, NO_NUL
 from storefunnel.models import Contact as ContactRow
 from storefunnel.models import Stage
 from storefunnel.pagination import DEFAULT_LIMIT, CursorParam, LimitParam, Page

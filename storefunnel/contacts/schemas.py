@@ -12,13 +12,11 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storefunnel.contacts.countries import COUNTRY_CODES
+from storefunnel.limits import MAX_ID
 from storefunnel.models import AgeBand
 
 MAX_TRAITS_BYTES = 16_384
 MAX_TRAITS_KEYS = 200
-# Ids are signed 64-bit in the database; a larger number can only be a wrong id, so it is refused as input.
-MAX_ID = 2**63 - 1
-NO_NUL = r"^[^\x00]*$"
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().\-/]{2,38}$")
 
 

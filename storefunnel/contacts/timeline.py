@@ -16,8 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from storefunnel.contacts.schemas import MAX_ID, OrderItem, StageChangeItem, TimelineItem, TouchItem
+from storefunnel.contacts.schemas import OrderItem, StageChangeItem, TimelineItem, TouchItem
 from storefunnel.errors import Invalid
+from storefunnel.limits import MAX_ID
 from storefunnel.models import Order, StageChange, Touch
 
 # Ties on time are broken by type then id, all descending; the cursor is the (time, type, id) of the last item.

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from storefunnel.cli_support import fail
 from storefunnel.db import get_sessionmaker
 from storefunnel.errors import AppError
 from storefunnel.insight.channels import channels
@@ -28,7 +29,6 @@ from storefunnel.insight.who_buys import DEFAULT_FDR, DEFAULT_MIN_CUSTOMERS, DEF
 from storefunnel.workspaces.service import get_workspace_by_name
 
 insight_app = typer.Typer(help="The owner's questions: funnel, channels, who buys, retention.", no_args_is_help=True)
-err = Console(stderr=True)
 out = Console()
 
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
@@ -40,16 +40,11 @@ SnapshotOpt = Annotated[Path, typer.Option("--snapshot", help="DuckDB snapshot f
 DEFAULT_SNAPSHOT = Path("var/facts.duckdb")
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
-
-
 @contextmanager
 def _context(workspace: str, engine: str, snapshot_path: Path) -> Iterator[tuple[Runner, int, str]]:
     """The runner, workspace id and currency; domain errors become one line and exit code 2."""
     if engine not in ("database", "duckdb"):
-        raise _fail("--engine: use 'database' or 'duckdb'")
+        raise fail("--engine: use 'database' or 'duckdb'")
     with get_sessionmaker()() as session:
         try:
             ws = get_workspace_by_name(session, workspace)
@@ -60,7 +55,7 @@ def _context(workspace: str, engine: str, snapshot_path: Path) -> Iterator[tuple
             else:
                 yield SqlRunner(session), ws.id, currency
         except AppError as exc:
-            raise _fail(exc.detail) from None
+            raise fail(exc.detail) from None
         finally:
             session.rollback()
 
@@ -69,7 +64,7 @@ def _period(first: str | None, last: str | None, default_days: int) -> Period:
     try:
         return Period.parse(first, last, default_days)
     except AppError as exc:
-        raise _fail(exc.detail) from None
+        raise fail(exc.detail) from None
 
 
 def _pct(rate: float | None) -> str:
@@ -105,7 +100,7 @@ def funnel_command(
         try:
             report = funnel(runner, ws_id, period, window_days).as_dict()
         except AppError as exc:
-            raise _fail(exc.detail) from None
+            raise fail(exc.detail) from None
 
     def show(r: dict[str, Any]) -> None:
         t = Table(title=f"Funnel {r['from']} .. {r['to']}")
@@ -179,7 +174,7 @@ def who_buys_command(
         try:
             result = who_buys(runner, ws_id, period, currency, min_leads, min_customers, fdr)
         except AppError as exc:
-            raise _fail(exc.detail) from None
+            raise fail(exc.detail) from None
     report = result.as_dict()
 
     def show(r: dict[str, Any]) -> None:
@@ -252,7 +247,7 @@ def snapshot_command(
         try:
             counts = work(session)
         except AppError as exc:
-            raise _fail(exc.detail) from None
+            raise fail(exc.detail) from None
         finally:
             session.rollback()
     out.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()))

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from storefunnel.auth.deps import CurrentWorkspace
-from storefunnel.contacts.schemas import MAX_ID
 from storefunnel.db import SessionDep
 from storefunnel.errors import AppError, Invalid, TooLarge
+from storefunnel.limits import MAX_ID
 from storefunnel.messaging import bounces, dsn, flows, schemas, service
 from storefunnel.messaging.settings import MessagingSettings
 from storefunnel.models import Campaign as CampaignRow

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from storefunnel.contacts.schemas import MAX_ID, NO_NUL
+from storefunnel.limits import MAX_ID, NO_NUL
 
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Kind = Literal["marketing", "transactional"]

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
 from storefunnel.auth.deps import CurrentWorkspace
-from storefunnel.contacts.schemas import MAX_ID, NO_NUL
 from storefunnel.db import SessionDep
+from storefunnel.limits import MAX_ID, NO_NUL
 from storefunnel.orders import repository, service
 from storefunnel.orders.schemas import Order, OrderCreate, OrderStatus, OrderUpdate
 from storefunnel.pagination import DEFAULT_LIMIT, CursorParam, LimitParam, Page

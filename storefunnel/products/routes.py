@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from storefunnel.auth.deps import CurrentWorkspace
-from storefunnel.contacts.schemas import MAX_ID
 from storefunnel.db import SessionDep
+from storefunnel.limits import MAX_ID
 from storefunnel.models import Product as ProductRow
 from storefunnel.pagination import DEFAULT_LIMIT, CursorParam, LimitParam, Page
 from storefunnel.products import repository, service

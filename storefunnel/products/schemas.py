@@ -6,7 +6,7 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storefunnel.contacts.schemas import NO_NUL
+from storefunnel.limits import NO_NUL
 
 Currency = Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$", description="ISO 4217, e.g. EUR")
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from storefunnel.cli_support import fail
 from storefunnel.config import get_settings
 from storefunnel.cycle import service as cycle_service
 from storefunnel.db import get_engine, get_sessionmaker
@@ -20,11 +21,6 @@ from storefunnel.simulate.writer import count_contacts
 from storefunnel.workspaces.service import ensure_workspace
 
 err = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def simulate_command(
@@ -45,11 +41,11 @@ def simulate_command(
     try:
         validate(contacts, days, scenario)
     except AppError as exc:
-        raise _fail(exc.detail) from None
+        raise fail(exc.detail) from None
     try:
         end = dt.date.fromisoformat(anchor) if anchor else None
     except ValueError:
-        raise _fail(f"anchor: {anchor!r} is not a date like 2026-11-22") from None
+        raise fail(f"anchor: {anchor!r} is not a date like 2026-11-22") from None
     engine = get_engine()
     upgrade(engine)
     with get_sessionmaker()() as session:
@@ -59,9 +55,7 @@ def simulate_command(
     with engine.connect() as conn:
         existing = count_contacts(conn, ws_id)
     if existing and not replace:
-        raise _fail(
-            f"workspace {workspace!r} already has {existing} contacts; pass --replace to replace simulated rows"
-        )
+        raise fail(f"workspace {workspace!r} already has {existing} contacts; pass --replace to replace simulated rows")
     path = truth or get_settings().data_dir / f"truth-{workspace}.json"
     result = simulate_store(
         engine,

@@ -19,9 +19,9 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from storefunnel.contacts.schemas import MAX_ID
 from storefunnel.db import SessionDep
 from storefunnel.errors import AppError, Invalid, NotFound, describe_validation_errors
+from storefunnel.limits import MAX_ID
 from storefunnel.messaging import flows, schemas, service
 from storefunnel.models import Campaign, EmailTemplate, Flow, Segment
 from storefunnel.tenancy import get_scoped, scoped
