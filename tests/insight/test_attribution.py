@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -172,7 +174,7 @@ def test_bootstrap_intervals_cover_the_estimate() -> None:
     raw = [" > ".join(rng.choice(names, rng.integers(1, 5))) for _ in range(2000)]
     conv = (rng.random(2000) < 0.4).astype(int)
     for model in ("markov", "shapley"):
-        iv = at.bootstrap(raw, conv, 1 - conv, model=model, n=60, seed=2)  # type: ignore[arg-type]
+        iv = at.bootstrap(raw, conv, 1 - conv, model=model, n=60, seed=2)
         assert iv.samples.shape == (60, 3)
         assert np.all(iv.low <= iv.estimate + 1e-9)
         assert np.all(iv.estimate <= iv.high + 1e-9)
@@ -204,3 +206,136 @@ def test_encode_accepts_lists_and_odd_spacing() -> None:
 def test_bad_input_names_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(Invalid, match=field):
         at.markov(["A > B", "B"], **kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The encoder: deduplicated and Arrow-backed tokenising must give exactly what the plain Python one gave
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _plain_encode(
+    paths: at.Paths, conv: list[float], nulls: list[float], sep: str, aggregate: bool, values: list[float] | None = None
+) -> at.Encoded:
+    """The straightforward encoder (every row split in Python), the definition the fast one must reproduce."""
+    keys = [p if isinstance(p, str) else sep.join(p) for p in paths]
+    c, z = np.asarray(conv, dtype=np.float64), np.asarray(nulls, dtype=np.float64)
+    v = np.zeros(len(keys)) if values is None else np.asarray(values, dtype=np.float64)
+    if aggregate:
+        index: dict[str, int] = {}
+        inverse = [index.setdefault(k, len(index)) for k in keys]
+        keys = list(index)
+        c = np.bincount(inverse, weights=c, minlength=len(keys)).astype(np.float64)
+        z = np.bincount(inverse, weights=z, minlength=len(keys)).astype(np.float64)
+        v = np.bincount(inverse, weights=v, minlength=len(keys)).astype(np.float64)
+    names: dict[str, int] = {}
+    codes: list[int] = []
+    offsets = [0]
+    for key in keys:
+        for token in key.split(sep):
+            if name := token.strip():
+                codes.append(names.setdefault(name, len(names)))
+        offsets.append(len(codes))
+    return at.Encoded(tuple(names), np.asarray(codes, dtype=np.int64), np.asarray(offsets, dtype=np.int64), c, z, v)
+
+
+def _assert_same(got: at.Encoded, want: at.Encoded) -> None:
+    assert got.channels == want.channels
+    for field in ("codes", "offsets", "conversions", "nulls", "values"):
+        a, b = getattr(got, field), getattr(want, field)
+        assert a.dtype == b.dtype, field
+        assert np.array_equal(a, b), field
+
+
+TRICKY: dict[str, at.Paths] = {
+    "spaces around names": ["  Email >Direct  ", "Direct>  Email", " Email ", "Email>Direct", "\tDirect\n> Email"],
+    "empty names": ["A > > B", " > A", "A >", ">", "", "  ", "> >", "B"],
+    "single-channel paths": ["A", "B", "A", "C", "B", "A"],
+    "empty strings only": ["", "", ""],
+    "unicode names": ["Café > Ünïcode 🚀", "日本語 > Café", "\u00a0Café\u3000 > 日本語", "Ünïcode 🚀\u2003>x\x00y"],
+    "duplicate paths": ["C > B", "A", "C > B", "D > A", "A", "C > B", "B > C", "D > A"],
+    "sequences": [["Email", "Direct"], ["Direct"], [" Email ", ""], [], ["Email", "Direct"], ["A>B", "C"]],
+    "tuples": [("Email", "Direct"), ("Direct",), ("Email", "Direct")],
+    "no journeys": [],
+}
+
+
+@pytest.mark.parametrize("case", list(TRICKY))
+@pytest.mark.parametrize("aggregate", [False, True])
+@pytest.mark.parametrize("arrow_from", [0, 10**9], ids=["arrow", "python"])
+def test_encode_is_identical_to_plain_splitting(
+    case: str, aggregate: bool, arrow_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(at, "_ARROW_FROM", arrow_from)
+    paths = TRICKY[case]
+    conv = [float(i % 3) for i in range(len(paths))]
+    nulls = [float(i % 2) for i in range(len(paths))]
+    values = [2.5 * i for i in range(len(paths))]
+    got = at.encode(paths, conv, values, nulls, aggregate=aggregate)
+    _assert_same(got, _plain_encode(paths, conv, nulls, ">", aggregate, values))
+
+
+@pytest.mark.parametrize("sep", [" > ", ">>", "->", "→"])
+@pytest.mark.parametrize("arrow_from", [0, 10**9], ids=["arrow", "python"])
+def test_encode_other_separators(sep: str, arrow_from: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(at, "_ARROW_FROM", arrow_from)
+    paths = ["A>>>B", "A -> B > C", "A → B→→C", " > A >  > B", ">>>>>", "A", "A -> B > C"]
+    ones = [1.0] * len(paths)
+    for aggregate in (False, True):
+        got = at.encode(paths, ones, None, ones, sep=sep, aggregate=aggregate)
+        _assert_same(got, _plain_encode(paths, ones, ones, sep, aggregate))
+
+
+def test_encode_random_text_matches_plain_splitting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random strings over an alphabet of separators, spaces and non-ASCII letters, with many repeats."""
+    rng = np.random.default_rng(17)
+    alphabet = np.array(list("ab >>  é\t\u00a0Ω"))
+    pool = ["".join(rng.choice(alphabet, rng.integers(0, 12))) for _ in range(400)]
+    paths = [pool[i] for i in rng.integers(0, len(pool), 5000)]
+    conv = rng.integers(0, 3, len(paths)).astype(float).tolist()
+    nulls = rng.integers(0, 3, len(paths)).astype(float).tolist()
+    for arrow_from in (0, 10**9):
+        monkeypatch.setattr(at, "_ARROW_FROM", arrow_from)
+        for aggregate in (False, True):
+            got = at.encode(paths, conv, None, nulls, aggregate=aggregate)
+            _assert_same(got, _plain_encode(paths, conv, nulls, ">", aggregate))
+
+
+def test_encode_text_arrow_cannot_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a lone surrogate is a valid Python string but not UTF-8: Arrow refuses it and the Python route takes over
+    paths = ["A > \ud800", "A", "\ud800 > B"]
+    assert at._tokenize_arrow(paths, ">") is None
+    monkeypatch.setattr(at, "_ARROW_FROM", 0)
+    _assert_same(at.encode(paths, [1, 0, 1], None, [0, 1, 0]), _plain_encode(paths, [1, 0, 1], [0, 1, 0], ">", False))
+
+
+def test_encode_rejects_bad_paths_and_separator() -> None:
+    with pytest.raises(Invalid, match="paths"):
+        at.encode(["A > B", None], [1, 0])  # type: ignore[list-item]
+    with pytest.raises(Invalid, match="paths"):
+        at.encode(["A > B", ["A"]], [1, 0])
+    with pytest.raises(Invalid, match="sep"):
+        at.encode(["A > B"], [1], sep="")
+
+
+def test_models_merge_text_journeys_without_changing_credits() -> None:
+    """Text journeys are merged into distinct paths before the models; credits match the one-row-per-journey
+    encoding (which keeps every journey as its own row)."""
+    rng = np.random.default_rng(9)
+    names = ["Email", "Search", "Social", "Direct"]
+    raw = [" > ".join(rng.choice(names, rng.integers(1, 5))) for _ in range(4000)]
+    conv = (rng.random(4000) < 0.3).astype(float)
+    value = conv * rng.uniform(5, 50, 4000)
+    per_journey = at.encode(raw, conv, value, 1 - conv)
+    assert per_journey.n_paths == len(raw)
+    models: list[Callable[..., at.Attribution]] = [
+        at.markov,
+        partial(at.markov, order=2, horizon="data"),
+        partial(at.heuristic, model="position_based"),
+        partial(at.shapley, game="conversion_rate"),
+    ]
+    for model in models:
+        from_text = model(raw, conv, value, 1 - conv)
+        from_rows = model(per_journey, None, None, None)
+        assert from_text.channels == from_rows.channels
+        np.testing.assert_allclose(from_text.conversions, from_rows.conversions, rtol=1e-11)
+        np.testing.assert_allclose(from_text.value, from_rows.value, rtol=1e-11)
