@@ -107,7 +107,7 @@ def serve(
     import uvicorn
 
     uvicorn.run(
-        "storefunnel.main:create_app",
+        "storefunnel.main:create_served_app",
         factory=True,
         host=host,
         port=port,

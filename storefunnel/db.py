@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
 import sqlalchemy as sa
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect, Engine
@@ -106,6 +106,18 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+SessionScope = Callable[[], Iterator[Session]]
+
+
+def session_scope_of(request: Request) -> SessionScope:
+    """``session_scope``, or what the app replaced it with through ``dependency_overrides``, as FastAPI would.
+
+    For routes that run their whole unit of work in one worker thread instead of through ``SessionDep``.
+    """
+    scope: SessionScope = request.app.dependency_overrides.get(session_scope, session_scope)
+    return scope
 
 
 # scope="function": the commit happens before the response is sent, so a 2xx means committed.

@@ -10,7 +10,7 @@ long path. The body is read as JSON whatever its declared type.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from contextlib import contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from storefunnel.auth.keys import workspace_for_key
-from storefunnel.db import get_engine, session_scope, utcnow
+from storefunnel.db import SessionScope, get_engine, session_scope_of, utcnow
 from storefunnel.errors import AppError, Unauthorized, problem
 from storefunnel.ingest import store
 from storefunnel.ingest.segment import (
@@ -99,16 +99,9 @@ def authenticate(session: Session, key: str) -> int:
     return workspace_id
 
 
-SessionScope = Callable[[], Iterator[Session]]
 # SQLite has one writer at a time. Queueing this process's writers here, on a lock that wakes the next one as soon
 # as it is free, keeps them out of SQLite's busy handler, which sleeps in steps of up to 100 ms.
 _SQLITE_WRITER = threading.Lock()
-
-
-def session_scope_of(request: Request) -> SessionScope:
-    """``session_scope``, or what the app replaced it with through ``dependency_overrides``, as FastAPI would."""
-    scope: SessionScope = request.app.dependency_overrides.get(session_scope, session_scope)
-    return scope
 
 
 def in_one_transaction(scope: SessionScope, work: Callable[[Session], T]) -> T:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from storefunnel.auth.deps import CurrentWorkspace
-from storefunnel.db import SessionDep
+from storefunnel.db import SessionDep, SessionScope, session_scope_of
 from storefunnel.errors import Invalid
 from storefunnel.insight import clv_service, related_service
 from storefunnel.insight.attribution_service import DEFAULT_BOOTSTRAP, MAX_BOOTSTRAP, attribution_report, parse_models
@@ -194,12 +196,20 @@ def get_related_holdout(
     return related_service.holdout_hit_rate(session, workspace_id, dt.datetime.combine(day, dt.time(), dt.UTC), k)
 
 
+def _recommendations(scope: SessionScope, workspace_id: int, contact_id: int, k: int) -> dict[str, Any]:
+    with contextmanager(scope)() as session:
+        return related_service.recommendations(session, workspace_id, contact_id, k)
+
+
+# The storefront calls this on every page view, so the whole unit of work (open, query, commit, close) runs in
+# one worker thread: a SessionDep route hops to a thread three times (open, handler, commit), and under load
+# each hop waits for a free core and the GIL. The key's workspace comes from the key cache, with no hop at all.
 @router.get("/contacts/{contact_id}/recommendations")
-def get_recommendations(
-    session: SessionDep,
+async def get_recommendations(
+    request: Request,
     workspace_id: CurrentWorkspace,
     contact_id: Annotated[int, Path(ge=1, le=2**62)],
     k: Annotated[int, Query(ge=1, le=related_service.MAX_K)] = related_service.DEFAULT_K,
 ) -> Any:
     """The contact's next products: related to what they own, then their buying group's best sellers."""
-    return related_service.recommendations(session, workspace_id, contact_id, k)
+    return await run_in_threadpool(_recommendations, session_scope_of(request), workspace_id, contact_id, k)

@@ -4,7 +4,8 @@ Baskets are (order, product) pairs read in one SQL query; ``insight.related.pair
 A build replaces the workspace's ``related_rules`` and ``best_sellers`` (overall, and per buying group: each
 segment's current members). A contact's next products are then one indexed query: the confidence of the rules
 whose antecedent they own, summed per consequent, owned products left out, then the best sellers of their
-buying groups, then the store's best sellers — the same ranking as ``insight.related.recommend``.
+buying groups, then the store's best sellers — the same ranking as ``insight.related.recommend`` — with the
+products' names joined in.
 """
 
 from __future__ import annotations
@@ -185,7 +186,10 @@ def build_related(
 
 _RECOMMEND = sa.text(
     """
-    WITH owned AS (
+    WITH known AS (
+        SELECT id FROM contacts WHERE id = :contact_id AND workspace_id = :ws
+    ),
+    owned AS (
         SELECT DISTINCT ol.product_id AS product_id
         FROM orders o JOIN order_lines ol ON ol.order_id = o.id
         WHERE o.contact_id = :contact_id AND o.workspace_id = :ws
@@ -209,45 +213,64 @@ _RECOMMEND = sa.text(
         SELECT b.product_id, 2 AS tier, -b.rank AS score
         FROM best_sellers b
         WHERE b.workspace_id = :ws AND b.segment_id IS NULL
+    ),
+    picks AS (
+        SELECT product_id, tier, score FROM candidates
+        WHERE product_id NOT IN (SELECT product_id FROM owned)
+        ORDER BY tier, score DESC, product_id
+        LIMIT :limit
     )
-    SELECT product_id, tier, score FROM candidates
-    WHERE product_id NOT IN (SELECT product_id FROM owned)
-    ORDER BY tier, score DESC, product_id
-    LIMIT :limit
+    SELECT k.product_id, k.tier, k.score, p.id, p.sku, p.name, p.category
+    FROM known CROSS JOIN picks k
+    LEFT JOIN products p ON p.id = k.product_id AND p.workspace_id = :ws
+    ORDER BY k.tier, k.score DESC, k.product_id
     """
 )
 TIERS = ("related", "buying_group_best_seller", "best_seller")
+
+
+def _picks(session: Session, workspace_id: int, contact_id: int, k: int) -> list[tuple[int, str, float, Any]]:
+    """(product id, source, score, row) of the next ``k`` products, ``row`` holding the product's id, sku, name and
+    category. One query; no rows when the contact is not in the workspace (nor when nothing can be offered)."""
+    rows = session.execute(_RECOMMEND, {"ws": workspace_id, "contact_id": contact_id, "limit": 3 * k}).all()
+    out: list[tuple[int, str, float, Any]] = []
+    seen: set[int] = set()
+    for row in rows:
+        product_id, tier, score = row[0], row[1], row[2]
+        if product_id in seen:
+            continue
+        seen.add(product_id)
+        out.append((int(product_id), TIERS[int(tier)], float(score), row))
+        if len(out) == k:
+            break
+    return out
 
 
 def recommend_ids(
     session: Session, workspace_id: int, contact_id: int, k: int = DEFAULT_K
 ) -> list[tuple[int, str, float]]:
     """(product id, source, score) of the contact's next ``k`` products, from the stored rules: one query."""
-    rows = session.execute(_RECOMMEND, {"ws": workspace_id, "contact_id": contact_id, "limit": 3 * k}).all()
-    out: list[tuple[int, str, float]] = []
-    seen: set[int] = set()
-    for product_id, tier, score in rows:
-        if product_id in seen:
-            continue
-        seen.add(product_id)
-        out.append((int(product_id), TIERS[int(tier)], float(score)))
-        if len(out) == k:
-            break
-    return out
+    return [(p, src, score) for p, src, score, _ in _picks(session, workspace_id, contact_id, k)]
 
 
 def recommendations(session: Session, workspace_id: int, contact_id: int, k: int = DEFAULT_K) -> dict[str, Any]:
-    """The contact's next products with their names, for the API."""
+    """The contact's next products with their names, for the API: one query, a second only when it finds none
+    (to tell an unknown contact, a 404, from one with nothing to offer)."""
     if not 1 <= k <= MAX_K:
         raise Invalid(f"k: between 1 and {MAX_K}")
-    get_scoped(session, Contact, workspace_id, contact_id)
-    picks = recommend_ids(session, workspace_id, contact_id, k)
-    names = _products(session, workspace_id, [p for p, _, _ in picks])
+    picks = _picks(session, workspace_id, contact_id, k)
+    if not picks:
+        get_scoped(session, Contact, workspace_id, contact_id)
     return {
         "contact_id": contact_id,
         "items": [
-            {"product_id": p, **names.get(p, {}), "source": src, "score": score if src == "related" else None}
-            for p, src, score in picks
+            {
+                "product_id": p,
+                **({"sku": row[4], "name": row[5], "category": row[6]} if row[3] is not None else {}),
+                "source": src,
+                "score": score if src == "related" else None,
+            }
+            for p, src, score, row in picks
         ],
     }
 
