@@ -28,7 +28,8 @@ from storefunnel.workspaces.service import locked_settings, set_setting
 
 SETTINGS_KEY = "scoring"
 MIN_BUYERS = 5
-INSERT_CHUNK = 5000
+SCORE_TABLE = ContactScore.__tablename__
+SCORE_COLUMNS = ("workspace_id", "contact_id", "model_id", "score", "logit", "fit", "engagement", "scored_at")
 TOP_FACTORS = 3
 
 
@@ -107,8 +108,9 @@ def train(
     spec = F.vocabulary(
         session, workspace_id, half_life_days, target_segments(session, workspace_id), _cancelled(session, workspace_id)
     )
-    train_m = F.build(session, workspace_id, spec, train_cut, horizon_days=horizon_days)
-    hold_m = F.build(session, workspace_id, spec, hold_cut, horizon_days=horizon_days)
+    train_m, hold_m, now_m = F.build_many(
+        session, workspace_id, spec, [(train_cut, horizon_days), (hold_cut, horizon_days), (as_of, None)]
+    )
     _require_buyers(train_m, "train", train_cut, horizon_days)
     _require_buyers(hold_m, "check the model on recent data", hold_cut, horizon_days)
     assert train_m.label is not None
@@ -144,7 +146,7 @@ def train(
     )
     session.add(row)
     session.flush()
-    score_all(session, workspace_id, row, as_of)
+    _write_scores(session, workspace_id, row, now_m, as_of)
     return row
 
 
@@ -161,35 +163,65 @@ def _groups(feats: list[F.Feature]) -> np.ndarray:
 def score_all(session: Session, workspace_id: int, row: ScoringModel, as_of: dt.datetime | None = None) -> int:
     """Replace the workspace's scores with this model's, for every contact not yet a customer; returns how many."""
     as_of = as_of or utcnow()
-    spec, feats, fitted = _loaded(row)
-    m = F.build(session, workspace_id, spec, as_of)
+    spec = F.Spec.from_dict(row.params["spec"])
+    return _write_scores(session, workspace_id, row, F.build(session, workspace_id, spec, as_of), as_of)
+
+
+def _write_scores(session: Session, workspace_id: int, row: ScoringModel, m: F.Matrix, as_of: dt.datetime) -> int:
+    """Score the matrix and replace the workspace's scores in bulk: binary COPY on PostgreSQL, one executemany of
+    plain tuples on SQLite (a dict per row bound through SQLAlchemy took longer than computing the scores).
+    """
+    _, feats, fitted = _loaded(row)
     is_fit = _groups(feats)
+    contrib = fitted.contributions(m.x)
+    logit = contrib.sum(axis=1) + fitted.intercept
+    values = {
+        "workspace_id": np.full(len(m), workspace_id),
+        "contact_id": m.contact_ids,
+        "model_id": np.full(len(m), row.id),
+        "score": M.sigmoid(logit),
+        "logit": logit,
+        "fit": contrib[:, is_fit].sum(axis=1),
+        "engagement": contrib[:, ~is_fit].sum(axis=1),
+    }
     session.execute(sa.delete(ContactScore).where(ContactScore.workspace_id == workspace_id))
-    for start in range(0, len(m), INSERT_CHUNK):
-        x = m.x[start : start + INSERT_CHUNK]
-        contrib = fitted.contributions(x)
-        logit = contrib.sum(axis=1) + fitted.intercept
-        prob = M.sigmoid(logit)
-        fit_part = contrib[:, is_fit].sum(axis=1)
-        eng_part = contrib[:, ~is_fit].sum(axis=1)
-        ids = m.contact_ids[start : start + INSERT_CHUNK]
-        session.execute(
-            sa.insert(ContactScore),
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "contact_id": int(cid),
-                    "model_id": row.id,
-                    "score": float(p),
-                    "logit": float(lg),
-                    "fit": float(fp),
-                    "engagement": float(ep),
-                    "scored_at": as_of,
-                }
-                for cid, p, lg, fp, ep in zip(ids, prob, logit, fit_part, eng_part, strict=True)
-            ],
-        )
+    conn = session.connection()
+    columns = ", ".join(SCORE_COLUMNS)
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection  # psycopg's, inside the session's transaction
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(f"COPY {SCORE_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.write(_copy_binary(values, as_of))
+    else:
+        bind_at = ContactScore.__table__.c.scored_at.type.bind_processor(conn.dialect)
+        at = bind_at(as_of) if bind_at is not None else as_of
+        rows = zip(*[values[c].tolist() for c in SCORE_COLUMNS[:-1]], [at] * len(m), strict=True)
+        marks = ", ".join("?" * len(SCORE_COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO {SCORE_TABLE} ({columns}) VALUES ({marks})", list(rows))
     return len(m)
+
+
+PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def _copy_binary(values: dict[str, np.ndarray], at: dt.datetime) -> bytes:
+    """The rows as PostgreSQL's binary COPY format, built by numpy as fixed-width records (no Python per row).
+
+    Each record: the field count, then per field its byte length and its big-endian value; ids are bigint,
+    the numbers double precision, ``scored_at`` microseconds since 2000-01-01 UTC.
+    """
+    kinds = {"workspace_id": ">i8", "contact_id": ">i8", "model_id": ">i8", "scored_at": ">i8"}
+    fields = [("n", ">i2")]
+    for c in SCORE_COLUMNS:
+        fields += [(f"{c}_len", ">i4"), (c, kinds.get(c, ">f8"))]
+    n = len(values["contact_id"])
+    rec = np.empty(n, dtype=np.dtype(fields))
+    rec["n"] = len(SCORE_COLUMNS)
+    for c in SCORE_COLUMNS:
+        rec[f"{c}_len"] = 8
+        rec[c] = values[c] if c != "scored_at" else (at - PG_EPOCH) // dt.timedelta(microseconds=1)
+    header = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, no flags, no header extension
+    return header + rec.tobytes() + b"\xff\xff"
 
 
 def latest_model(session: Session, workspace_id: int) -> ScoringModel | None:

@@ -6,10 +6,11 @@ import datetime as dt
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from storefunnel.models import Segment, SegmentMember, Workspace
+from storefunnel.models import Contact, Segment, SegmentMember, Workspace
 from storefunnel.scoring import features as F
 from storefunnel.workspaces.service import create_workspace
 
@@ -124,3 +125,30 @@ def test_one_contact_and_later_cutoff(session: Session, facts: dict[str, Any]) -
     assert later.contact_ids.tolist() == [facts["fan"]]  # quiet bought on day 5
     names = [f.name for f in later.features]
     assert later.x[0, names.index("touches:all")] == pytest.approx(math.log1p(5))
+
+
+def test_several_cutoffs_in_one_read_match_one_at_a_time(session: Session, facts: dict[str, Any], make: Any) -> None:
+    """Training reads the touches once for all its cutoffs; each matrix must equal the one built on its own.
+
+    A touch exactly at a cutoff counts at that cutoff (``<=``), with its full weight.
+    """
+    fan = session.get(Contact, facts["fan"])
+    make.touch(session, facts["ws"], fan, occurred_at=days(-10), kind="page", channel="Referral")
+    session.flush()
+    cutoffs: list[F.Cutoff] = [(days(6), None), (days(-10), 30), (T, 30)]
+    together = F.build_many(session, facts["ws"], facts["spec"], cutoffs)
+    for (as_of, horizon), m in zip(cutoffs, together, strict=True):
+        alone = F.build(session, facts["ws"], facts["spec"], as_of, horizon_days=horizon)
+        assert m.contact_ids.tolist() == alone.contact_ids.tolist()
+        assert np.allclose(m.x, alone.x, rtol=1e-12, atol=1e-12)
+        assert (m.label is None) == (alone.label is None)
+        if m.label is not None:
+            assert m.label.tolist() == alone.label.tolist()  # type: ignore[union-attr]
+        assert {k: v.tolist() for k, v in m.counts.items()} == {k: v.tolist() for k, v in alone.counts.items()}
+    at_touch = together[1]
+    names = [f.name for f in at_touch.features]
+    i = at_touch.contact_ids.tolist().index(facts["fan"])
+    assert at_touch.x[i, names.index("channel:Referral")] == pytest.approx(1.0)
+    assert at_touch.x[i, names.index("touches:page_views")] == pytest.approx(1.0)
+    assert at_touch.days_since_last_touch[i] == pytest.approx(0.0, abs=1e-6)
+    assert facts["quiet"] not in together[0].contact_ids.tolist()  # a customer since day 5
