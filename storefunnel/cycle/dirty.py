@@ -17,7 +17,9 @@ Why no mark is ever lost:
 Concurrent drainers on PostgreSQL lock the contacts they update with FOR NO KEY UPDATE SKIP LOCKED (which does not
 block the foreign-key checks of touch inserts): a contact another transaction is updating keeps its mark for the
 next pass. A drain waits on a lock for at most ``LOCK_TIMEOUT`` and then gives its chunk up, well before
-PostgreSQL's deadlock detector would pick a victim, so an ingest request is never the one that fails.
+PostgreSQL's deadlock detector would pick a victim, so an ingest request is never the one that fails. While a full
+recompute of a workspace runs (it holds ``engine.RECOMPUTE_LOCK`` exclusively), drains leave that workspace's marks
+alone instead of racing it for the same contacts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from storefunnel.cycle import engine
 from storefunnel.cycle.events import StageTransition
 from storefunnel.cycle.service import update_contacts
 from storefunnel.db import utcnow
@@ -151,6 +154,10 @@ def _drain_chunk_postgres(session: Session, limit: int, workspace_id: int | None
     done: list[int] = []
     for ws, by_contact in sorted(marks.items()):
         ids = sorted(by_contact)
+        if not session.scalar(sa.select(sa.func.pg_try_advisory_xact_lock_shared(engine.RECOMPUTE_LOCK, ws))):
+            # A full recompute of this workspace is running: its marks wait for the next pass.
+            result.deferred += len(ids)
+            continue
         locked = set(
             session.scalars(
                 sa.select(CONTACTS.c.id)

@@ -1,10 +1,10 @@
 """The cycle as set-based SQL: one SQLAlchemy Core construction for SQLite and PostgreSQL.
 
-The history of every contact is computed in one statement: the facts (creation, touches, orders) are unioned,
-the timed transitions (end of the thank-you window, lapse) are generated as synthetic rows where the gap to the
-next fact exceeds the window, running flags (orders so far, last order, lapses so far, intent since the last
-lapse, thank-you since the last order) give each row its stage, and consecutive equal stages collapse.
-``rules.replay`` states the same rules event by event; the two must always agree.
+The history of every contact is computed in one statement: the facts (creation, touches, orders) are unioned and
+sorted once; running flags over that one ordering (orders so far, last order, lapses so far, intent since the last
+lapse, thank-you since the last order) give each fact its stage; the timed transitions (end of the thank-you
+window, lapse) ride on the fact they follow where the gap to the next fact exceeds the window; consecutive equal
+stages collapse. ``rules.replay`` states the same rules event by event; the two must always agree.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _const(value: int | str, type_: Any) -> ColumnElement[Any]:
 
 def _facts(
     workspace_id: int, rules: CycleRules, as_of: ColumnElement[Any], contact_ids: Sequence[int] | None
-) -> sa.CTE:
+) -> sa.Subquery:
     def only(col: Any) -> ColumnElement[bool]:
         return col.in_(contact_ids) if contact_ids is not None else sa.true()
 
@@ -71,20 +71,16 @@ def _facts(
         CONTACTS.c.created_at.label("at"),
         _const(PRIO_CREATED, sa.Integer()).label("prio"),
         CONTACTS.c.id.label("src"),
-        zero.label("is_order"),
         zero.label("intent"),
         zero.label("thank"),
-        _const(CREATED, sa.String()).label("kind"),
     ).where(CONTACTS.c.workspace_id == workspace_id, CONTACTS.c.created_at <= as_of, only(CONTACTS.c.id))
     touches = sa.select(
         TOUCHES.c.contact_id,
         TOUCHES.c.occurred_at,
         _const(PRIO_TOUCH, sa.Integer()),
         TOUCHES.c.id,
-        zero,
         intent,
         thank,
-        _const(TOUCH, sa.String()),
     ).where(
         TOUCHES.c.workspace_id == workspace_id,
         TOUCHES.c.contact_id.is_not(None),
@@ -96,10 +92,8 @@ def _facts(
         ORDERS.c.placed_at,
         _const(PRIO_ORDER, sa.Integer()),
         ORDERS.c.id,
-        _const(1, sa.Integer()),
         zero,
         zero,
-        _const(ORDER, sa.String()),
     ).where(
         ORDERS.c.workspace_id == workspace_id,
         ORDERS.c.contact_id.is_not(None),
@@ -107,7 +101,7 @@ def _facts(
         ORDERS.c.status.not_in(rules.cancelled_statuses),
         only(ORDERS.c.contact_id),
     )
-    return sa.union_all(created, touches, orders).cte("cycle_facts")
+    return sa.union_all(created, touches, orders).subquery("cycle_facts")
 
 
 def history_select(
@@ -117,160 +111,367 @@ def history_select(
     as_of: dt.datetime,
     contact_ids: Sequence[int] | None = None,
 ) -> sa.Select[Any]:
-    """``(contact_id, changed_at, from_stage, stage, reason)`` for every transition, up to ``as_of``."""
+    """``(contact_id, changed_at, from_stage, stage, reason)`` for every transition, up to ``as_of``.
+
+    The facts are sorted once and go through two window passes in that same ordering (each pass a single
+    window definition, so a single streaming step: they cost more than the sort). The timed transitions are not
+    rows of the sorted stream: at most one window end and one lapse fall between
+    a fact and the next one (the window end first, as ``lapse_days > thank_you_window_days``), so each fact row
+    carries them, and a final three-way expansion turns each row into its (up to three) transitions.
+    """
     cutoff = sa.literal(as_of, UTCDateTime())
     window, lapse = rules.thank_you_window_days, rules.lapse_days
     facts = _facts(workspace_id, rules, cutoff, contact_ids)
-    zero = _const(0, sa.Integer())
+    is_order = facts.c.prio == PRIO_ORDER
 
-    # Lapse: after each fact, if the next fact comes later than lapse_days (or never), lapse at the due time.
-    nxt = sa.select(
+    def over(source: Any, upto: int) -> dict[str, Any]:
+        # One window definition (frame included) for every function of a pass: the database then computes
+        # them all in one pass over the rows it sorted once (lead and lag ignore the frame).
+        return {
+            "partition_by": source.c.cid,
+            "order_by": (source.c.at, source.c.prio, source.c.src),
+            "rows": (None, upto),
+        }
+
+    # Pass 1, over the facts: the next fact, and the last order, intent and thank-you so far.
+    l1 = sa.select(
         facts.c.cid,
         facts.c.at,
+        facts.c.prio,
         facts.c.src,
-        sa.func.lead(facts.c.at)
-        .over(partition_by=facts.c.cid, order_by=(facts.c.at, facts.c.prio, facts.c.src))
-        .label("next_at"),
-    ).subquery("cycle_next")
-    lapse_due = add_days(nxt.c.at, lapse, dialect)
-    lapses = sa.select(
-        nxt.c.cid,
-        lapse_due,
-        _const(PRIO_LAPSE, sa.Integer()),
-        nxt.c.src,
-        zero,
-        zero,
-        zero,
-        _const(LAPSE, sa.String()),
-    ).where(sa.or_(nxt.c.next_at.is_(None), nxt.c.next_at > lapse_due), lapse_due <= cutoff)
-
-    # Window end: after each order, if the next order comes later than the window (or never).
-    nxo = (
-        sa.select(
-            facts.c.cid,
-            facts.c.at,
-            facts.c.src,
-            sa.func.lead(facts.c.at)
-            .over(partition_by=facts.c.cid, order_by=(facts.c.at, facts.c.src))
-            .label("next_order_at"),
-        )
-        .where(facts.c.is_order == 1)
-        .subquery("cycle_next_order")
-    )
-    window_due = add_days(nxo.c.at, window, dialect)
-    window_ends = sa.select(
-        nxo.c.cid,
-        window_due,
-        _const(PRIO_WINDOW_END, sa.Integer()),
-        nxo.c.src,
-        zero,
-        zero,
-        zero,
-        _const(WINDOW_END, sa.String()),
-    ).where(sa.or_(nxo.c.next_order_at.is_(None), nxo.c.next_order_at > window_due), window_due <= cutoff)
-
-    rows = sa.union_all(sa.select(facts), lapses, window_ends).subquery("cycle_rows")
-    # Every window below uses this one ordering, so the database sorts the rows once and streams the rest.
-    order = (rows.c.at, rows.c.prio, rows.c.src)
-    running: dict[str, Any] = {"partition_by": rows.c.cid, "order_by": order, "rows": (None, 0)}
-    l1 = sa.select(
-        rows,
-        sa.func.sum(rows.c.is_order).over(**running).label("n_orders"),
-        sa.func.max(sa.case((rows.c.is_order == 1, rows.c.at))).over(**running).label("last_order_at"),
-        sa.func.max(sa.case((rows.c.kind == LAPSE, rows.c.at))).over(**running).label("last_lapse_at"),
-        sa.func.max(sa.case((rows.c.intent == 1, rows.c.at))).over(**running).label("last_intent_at"),
+        facts.c.intent,
+        facts.c.thank,
+        sa.func.lead(facts.c.at).over(**over(facts, 0)).label("next_at"),
+        sa.func.max(sa.case((is_order, facts.c.at))).over(**over(facts, 0)).label("last_order_at"),
+        sa.func.max(sa.case((facts.c.intent == 1, facts.c.at))).over(**over(facts, 0)).label("last_intent_at"),
+        # A thank-you after the last order was inside its window whenever this fact is: no need to check it here.
+        sa.func.max(sa.case((facts.c.thank == 1, facts.c.at))).over(**over(facts, 0)).label("last_thank_at"),
     ).subquery("cycle_running")
 
-    in_window = sa.and_(l1.c.n_orders > 0, l1.c.at < add_days(l1.c.last_order_at, window, dialect))
-    thank_ok = sa.and_(l1.c.thank == 1, in_window)
-    running1: dict[str, Any] = {"partition_by": l1.c.cid, "order_by": (l1.c.at, l1.c.prio, l1.c.src)}
-    l2 = sa.select(
-        l1.c.cid,
-        l1.c.at,
-        l1.c.prio,
-        l1.c.src,
-        l1.c.kind,
-        l1.c.intent,
-        l1.c.n_orders,
-        l1.c.last_order_at,
-        sa.case((in_window, 1), else_=0).label("in_window"),
-        sa.case((thank_ok, 1), else_=0).label("thank_ok"),
-        # No touch shares an instant with a lapse, and a thank-you at the instant of an order precedes it,
-        # so "since the last lapse / order" is a strict comparison of times.
-        sa.case(
-            (
-                sa.and_(
-                    l1.c.last_intent_at.is_not(None),
-                    sa.or_(l1.c.last_lapse_at.is_(None), l1.c.last_intent_at > l1.c.last_lapse_at),
-                ),
-                1,
-            ),
-            else_=0,
-        ).label("intended"),
-        sa.func.max(sa.case((thank_ok, l1.c.at))).over(**running1, rows=(None, 0)).label("last_thank_at"),
-        sa.func.lead(l1.c.at).over(**running1).label("next_at"),
-    ).subquery("cycle_flags")
-
-    thanked = sa.and_(l2.c.last_thank_at.is_not(None), l2.c.last_thank_at > l2.c.last_order_at)
-    stage = sa.case(
-        (l2.c.kind == LAPSE, Stage.lapsed.value),
-        (l2.c.kind == WINDOW_END, Stage.keeping_in_touch.value),
-        (sa.and_(l2.c.in_window == 1, thanked), Stage.thanked.value),
-        (l2.c.in_window == 1, Stage.buying.value),
-        (l2.c.n_orders > 0, Stage.keeping_in_touch.value),
-        (l2.c.intended == 1, Stage.conversion.value),
-        else_=Stage.prospecting.value,
+    # Only the last fact of an instant counts (only the last step of an instant is recorded; window ends and
+    # lapses never share an instant with a later fact). Per such fact: what follows it before the next fact.
+    ordered = l1.c.last_order_at.is_not(None)
+    in_window = sa.and_(ordered, l1.c.at < add_days(l1.c.last_order_at, window, dialect))
+    thanked = sa.and_(l1.c.last_thank_at.is_not(None), l1.c.last_thank_at > l1.c.last_order_at)
+    # A lapse follows when the next fact comes later than lapse_days after this one (or never).
+    lapse_due = add_days(l1.c.at, lapse, dialect)
+    lapse_at = sa.case(
+        (sa.and_(sa.or_(l1.c.next_at.is_(None), l1.c.next_at > lapse_due), lapse_due <= cutoff), lapse_due)
     )
+    # The window end of the last order follows when this fact is inside the window and the next fact (an order
+    # closing it early included) comes after the window's end; a fact at that very instant hides it.
+    window_due = add_days(l1.c.last_order_at, window, dialect)
+    window_end = sa.and_(in_window, sa.or_(l1.c.next_at.is_(None), l1.c.next_at > window_due), window_due <= cutoff)
+    # The stage whenever it does not hinge on "intent since the last lapse" (null: it does).
+    by_orders = sa.case(
+        (sa.and_(in_window, thanked), Stage.thanked.value),
+        (in_window, Stage.buying.value),
+        (ordered, Stage.keeping_in_touch.value),
+    )
+    # The same for the stage after the timed steps that follow this fact, which the next instant starts from.
+    after = sa.case(
+        (lapse_at.is_not(None), Stage.lapsed.value),
+        (window_end, Stage.keeping_in_touch.value),
+        else_=by_orders,
+    )
+    is_touch = l1.c.prio == PRIO_TOUCH
     reason = sa.case(
-        (sa.and_(l2.c.kind == TOUCH, l2.c.thank_ok == 1), THANK_YOU),
-        (sa.and_(l2.c.kind == TOUCH, l2.c.intent == 1, l2.c.n_orders == 0), INTENT),
-        else_=l2.c.kind,
+        (sa.and_(is_touch, l1.c.thank == 1, in_window), THANK_YOU),
+        (sa.and_(is_touch, l1.c.intent == 1, l1.c.last_order_at.is_(None)), INTENT),
+        (is_touch, TOUCH),
+        (l1.c.prio == PRIO_CREATED, CREATED),
+        else_=ORDER,
     )
-    # Only the last row of an instant counts; then keep the instants where the stage changes.
-    l3 = (
+    # Pass 2, over those facts, every frame ending at the previous one: lapses before this instant, and what
+    # the previous instant left (its "after", and its last intent for when that hinges on intent).
+    before: dict[str, Any] = over(l1, -1)
+    l2 = (
         sa.select(
-            l2.c.cid,
-            l2.c.at,
-            stage.label("stage"),
+            l1.c.cid,
+            l1.c.at,
+            l1.c.last_intent_at,
+            by_orders.label("by_orders"),
             reason.label("reason"),
-            sa.func.lag(stage).over(partition_by=l2.c.cid, order_by=(l2.c.at, l2.c.prio, l2.c.src)).label("prev"),
+            sa.type_coerce(sa.case((window_end, window_due)), UTCDateTime()).label("window_end_at"),
+            sa.type_coerce(lapse_at, UTCDateTime()).label("lapse_at"),
+            sa.func.max(lapse_at).over(**before).label("last_lapse_at"),
+            sa.func.lag(l1.c.at).over(**before).label("prev_at"),
+            sa.func.lag(after).over(**before).label("prev_after"),
+            sa.func.lag(l1.c.last_intent_at).over(**before).label("prev_intent_at"),
         )
-        .where(sa.or_(l2.c.next_at.is_(None), l2.c.next_at != l2.c.at))
-        .subquery("cycle_instants")
+        .where(sa.or_(l1.c.next_at.is_(None), l1.c.next_at != l1.c.at))
+        .subquery("cycle_flags")
     )
+
+    # No touch shares an instant with a lapse, so "intent since the last lapse" compares times strictly. For
+    # the previous instant the lapses before this one are the right ones too: had a lapse followed it, its
+    # "after" would be lapsed and not hinge on intent.
+    def by_intent(intent_at: Any) -> ColumnElement[str]:
+        intended = sa.and_(intent_at.is_not(None), sa.or_(l2.c.last_lapse_at.is_(None), intent_at > l2.c.last_lapse_at))
+        return sa.case((intended, Stage.conversion.value), else_=Stage.prospecting.value)
+
+    l3 = sa.select(
+        l2.c.cid,
+        l2.c.at,
+        sa.func.coalesce(l2.c.by_orders, by_intent(l2.c.last_intent_at)).label("stage"),
+        l2.c.reason,
+        l2.c.window_end_at,
+        l2.c.lapse_at,
+        sa.case((l2.c.prev_at.is_not(None), sa.func.coalesce(l2.c.prev_after, by_intent(l2.c.prev_intent_at)))).label(
+            "prev"
+        ),
+    ).subquery("cycle_instants")
+    changed = sa.or_(l3.c.prev.is_(None), l3.c.prev != l3.c.stage)
+    # A window end always changes the stage (buying or thanked to keeping in touch), and so does a lapse.
+    l4 = (
+        sa.select(l3)
+        .where(sa.or_(changed, l3.c.window_end_at.is_not(None), l3.c.lapse_at.is_not(None)))
+        .subquery("cycle_steps")
+    )
+    step = sa.union_all(*(sa.select(_const(k, sa.Integer()).label("k")) for k in (0, 1, 2))).subquery("cycle_k")
+    fact_changed = sa.or_(l4.c.prev.is_(None), l4.c.prev != l4.c.stage)
+    emitted = sa.or_(
+        sa.and_(step.c.k == 0, fact_changed),
+        sa.and_(step.c.k == 1, l4.c.window_end_at.is_not(None)),
+        sa.and_(step.c.k == 2, l4.c.lapse_at.is_not(None)),
+    )
+    before_lapse = sa.case((l4.c.window_end_at.is_not(None), Stage.keeping_in_touch.value), else_=l4.c.stage)
     return sa.select(
-        l3.c.cid.label("contact_id"),
-        l3.c.at.label("changed_at"),
-        l3.c.prev.label("from_stage"),
-        l3.c.stage.label("stage"),
-        l3.c.reason.label("reason"),
-    ).where(sa.or_(l3.c.prev.is_(None), l3.c.prev != l3.c.stage))
+        l4.c.cid.label("contact_id"),
+        sa.type_coerce(
+            sa.case((step.c.k == 0, l4.c.at), (step.c.k == 1, l4.c.window_end_at), else_=l4.c.lapse_at),
+            UTCDateTime(),
+        ).label("changed_at"),
+        sa.case((step.c.k == 0, l4.c.prev), (step.c.k == 1, l4.c.stage), else_=before_lapse).label("from_stage"),
+        sa.case(
+            (step.c.k == 0, l4.c.stage), (step.c.k == 1, Stage.keeping_in_touch.value), else_=Stage.lapsed.value
+        ).label("stage"),
+        sa.case((step.c.k == 0, l4.c.reason), (step.c.k == 1, WINDOW_END), else_=LAPSE).label("reason"),
+    ).select_from(l4.join(step, emitted))
+
+
+# Scratch tables of one full recompute: temporary, so never logged, and on PostgreSQL dropped at commit anyway.
+SCRATCH = sa.MetaData()
+
+
+def _scratch(name: str, *columns: sa.Column[Any]) -> sa.Table:
+    return sa.Table(name, SCRATCH, *columns, prefixes=["TEMPORARY"], postgresql_on_commit="drop")
+
+
+def _history_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("contact_id", sa.BigInteger(), nullable=False),
+        sa.Column("changed_at", UTCDateTime(), nullable=False),
+        sa.Column("from_stage", sa.String(20)),
+        sa.Column("stage", sa.String(20), nullable=False),
+        sa.Column("reason", sa.String(200), nullable=False),
+    ]
+
+
+# ``id`` stays null: with nothing stored, the new history is itself the difference (all rows to insert).
+NEW_HISTORY = _scratch("cycle_new_history", sa.Column("id", sa.BigInteger()), *_history_columns())
+# Rows to delete (``id`` set: a stored row the new history lacks) and to insert (``id`` null: a new row).
+DIFF = _scratch("cycle_diff", sa.Column("id", sa.BigInteger()), *_history_columns())
+# The same, read again once the contacts are locked (PostgreSQL), to see what changed meanwhile.
+DIFF_LOCKED = _scratch("cycle_diff_locked", sa.Column("id", sa.BigInteger()), *_history_columns())
+CURRENT = _scratch(
+    "cycle_current",
+    sa.Column("contact_id", sa.BigInteger(), nullable=False),
+    sa.Column("stage", sa.String(20)),
+    sa.Column("stage_at", UTCDateTime()),
+)
+TOUCHED = _scratch("cycle_touched", sa.Column("contact_id", sa.BigInteger(), nullable=False))
+CONTENDED = _scratch("cycle_contended", sa.Column("contact_id", sa.BigInteger(), nullable=False))
+SCRATCH_TABLES = (NEW_HISTORY, DIFF, DIFF_LOCKED, CURRENT, TOUCHED, CONTENDED)
+HISTORY_COLUMNS = ["contact_id", "changed_at", "from_stage", "stage", "reason"]
+ANALYZE_AFTER = 100_000  # rows written by a recompute past which it refreshes the planner's statistics
+# Full recomputes of one workspace take this lock exclusively, drains of its marks share it (``dirty.py``).
+RECOMPUTE_LOCK = 0x5F0C7C1E
 
 
 def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules, as_of: dt.datetime) -> int:
-    """Replace the workspace's whole history (delete + insert) and return the number of transitions."""
-    if dialect == "postgresql":
-        # One big sort of all facts: let it happen in memory rather than spill (this transaction only).
-        session.execute(sa.text("SET LOCAL work_mem = '256MB'"))
-    session.execute(sa.delete(CHANGES).where(CHANGES.c.workspace_id == workspace_id))
-    hist = history_select(dialect, workspace_id, rules, as_of).subquery("cycle_history")
-    source = sa.select(
-        _const(workspace_id, CHANGES.c.workspace_id.type),
-        hist.c.contact_id,
-        hist.c.from_stage,
-        hist.c.stage,
-        hist.c.changed_at,
-        hist.c.reason,
-    )
+    """Recompute the workspace's whole history and write only the difference; return the number of transitions.
+
+    The new history goes to a temporary table; then only stored rows it lacks are deleted, only rows the store
+    lacks are inserted, and only contacts whose stage or stage time differ are updated, so a re-run with nothing
+    changed reads a lot and writes almost nothing.
+
+    PostgreSQL, where incremental updates run concurrently: they lock a contact (``FOR NO KEY UPDATE``) before
+    writing its rows, and this takes its locks in that same order, the contacts about to change first (by id),
+    their rows after. (Deleting the whole history first and updating the contacts last took them the other way
+    round: a drain holding a contact and waiting on one of its rows deadlocked with the recompute.) A contact
+    whose rows someone else rewrote between the diff and the lock is left as that writer made it (from newer
+    facts than this snapshot saw) and marked for the next drain. Drains skip the workspace meanwhile: the
+    recompute holds ``RECOMPUTE_LOCK`` exclusively.
+    """
+    postgres = dialect == "postgresql"
+    if postgres:
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key, :ws)"), {"key": RECOMPUTE_LOCK, "ws": workspace_id})
+        # One sort of every fact: in memory rather than spilled (this transaction only; the box has the RAM).
+        session.execute(sa.text("SET LOCAL work_mem = '1536MB'"))
+    connection = session.connection()
+    for table in SCRATCH_TABLES:
+        # Left over only on SQLite, by a recompute that failed on this connection.
+        table.drop(connection, checkfirst=True)
+        table.create(connection)
     session.execute(
+        sa.insert(NEW_HISTORY).from_select(HISTORY_COLUMNS, history_select(dialect, workspace_id, rules, as_of))
+    )
+    if postgres:
+        session.execute(sa.text(f"ANALYZE {NEW_HISTORY.name}"))
+    diff = NEW_HISTORY
+    if session.scalar(sa.select(sa.exists().where(CHANGES.c.workspace_id == workspace_id))):
+        _diff_into(session, DIFF, workspace_id, None)
+        diff = DIFF
+    _current_into(session, workspace_id)
+    if postgres:
+        diff = _lock_touched(session, workspace_id, diff)
+    updated = session.execute(
+        sa.update(CONTACTS)
+        .where(CONTACTS.c.workspace_id == workspace_id, CONTACTS.c.id == CURRENT.c.contact_id)
+        .values(stage=CURRENT.c.stage, stage_at=CURRENT.c.stage_at)
+    ).rowcount
+    deleted = 0
+    if diff is not NEW_HISTORY:
+        deleted = session.execute(
+            sa.delete(CHANGES).where(CHANGES.c.id.in_(sa.select(diff.c.id).where(diff.c.id.is_not(None))))
+        ).rowcount
+    inserted = session.execute(
         sa.insert(CHANGES).from_select(
-            ["workspace_id", "contact_id", "from_stage", "stage", "changed_at", "reason"], source
+            ["workspace_id", *HISTORY_COLUMNS],
+            sa.select(_const(workspace_id, CHANGES.c.workspace_id.type), *(diff.c[c] for c in HISTORY_COLUMNS))
+            .where(diff.c.id.is_(None))
+            .order_by(diff.c.contact_id, diff.c.changed_at),
+        )
+    ).rowcount
+    if postgres:
+        # After a big rewrite the planner's row counts are stale until autovacuum comes by, and the incremental
+        # updates that follow pick sequential scans (seconds instead of milliseconds per batch). Sampling takes
+        # about a second, and this transaction's own rows count.
+        if deleted + inserted >= ANALYZE_AFTER:
+            session.execute(sa.text(f"ANALYZE {CHANGES.name}"))
+        if updated >= ANALYZE_AFTER:
+            session.execute(sa.text(f"ANALYZE {CONTACTS.name}"))
+    # INSERT … SELECT reports no row count on every driver; the scratch table is local.
+    n = int(session.scalar(sa.select(sa.func.count()).select_from(NEW_HISTORY)) or 0)
+    for table in SCRATCH_TABLES:
+        table.drop(connection)
+    return n
+
+
+def _diff_into(session: Any, target: sa.Table, workspace_id: int, only: sa.Table | None) -> None:
+    """Stored rows missing from the new history and new rows missing from the store, in one statement.
+
+    One statement reads one snapshot, which the check after locking relies on.
+    """
+    stored = sa.select(CHANGES).where(CHANGES.c.workspace_id == workspace_id)
+    new = sa.select(NEW_HISTORY)
+    if only is not None:
+        stored = stored.where(CHANGES.c.contact_id.in_(sa.select(only.c.contact_id)))
+        new = new.where(NEW_HISTORY.c.contact_id.in_(sa.select(only.c.contact_id)))
+    old_rows, new_rows = stored.subquery("cycle_stored"), new.subquery("cycle_new")
+    # Equality on every column (the first stage's from_stage is null), so the join can hash.
+    same = sa.and_(
+        new_rows.c.contact_id == old_rows.c.contact_id,
+        new_rows.c.changed_at == old_rows.c.changed_at,
+        new_rows.c.stage == old_rows.c.stage,
+        new_rows.c.reason == old_rows.c.reason,
+        sa.func.coalesce(new_rows.c.from_stage, "") == sa.func.coalesce(old_rows.c.from_stage, ""),
+    )
+    stale = old_rows.c.id.is_not(None)
+
+    def pick(column: str) -> ColumnElement[Any]:
+        return sa.case((stale, old_rows.c[column]), else_=new_rows.c[column])
+
+    session.execute(
+        sa.insert(target).from_select(
+            ["id", *HISTORY_COLUMNS],
+            sa.select(old_rows.c.id, *(pick(c) for c in HISTORY_COLUMNS))
+            .select_from(new_rows.join(old_rows, same, full=True))
+            .where(sa.or_(new_rows.c.contact_id.is_(None), old_rows.c.id.is_(None))),
         )
     )
-    sync_contacts(session, workspace_id, None)
-    # INSERT … SELECT reports no row count on every driver; counting is one index scan.
-    counted = session.scalar(sa.select(sa.func.count()).where(CHANGES.c.workspace_id == workspace_id))
-    return int(counted or 0)
+
+
+def _current_into(session: Any, workspace_id: int) -> None:
+    """Contacts whose stage or stage time differ from their last new transition's (no history: no stage)."""
+    last = sa.select(
+        NEW_HISTORY.c.contact_id,
+        NEW_HISTORY.c.stage,
+        NEW_HISTORY.c.changed_at,
+        sa.func.row_number()
+        .over(partition_by=NEW_HISTORY.c.contact_id, order_by=NEW_HISTORY.c.changed_at.desc())
+        .label("rn"),
+    ).subquery("cycle_last")
+    session.execute(
+        sa.insert(CURRENT).from_select(
+            ["contact_id", "stage", "stage_at"],
+            sa.select(CONTACTS.c.id, last.c.stage, last.c.changed_at)
+            .select_from(CONTACTS.outerjoin(last, sa.and_(last.c.contact_id == CONTACTS.c.id, last.c.rn == 1)))
+            .where(
+                CONTACTS.c.workspace_id == workspace_id,
+                sa.or_(
+                    CONTACTS.c.stage.is_distinct_from(last.c.stage),
+                    CONTACTS.c.stage_at.is_distinct_from(last.c.changed_at),
+                ),
+            ),
+        )
+    )
+
+
+def _lock_touched(session: Any, workspace_id: int, diff: sa.Table) -> sa.Table:
+    """Lock the contacts about to change (by id), set aside those rewritten meanwhile; return the diff to apply."""
+    locking = (
+        sa.select(CONTACTS.c.id)
+        .where(
+            CONTACTS.c.workspace_id == workspace_id,
+            sa.or_(CONTACTS.c.id.in_(sa.select(diff.c.contact_id)), CONTACTS.c.id.in_(sa.select(CURRENT.c.contact_id))),
+        )
+        .order_by(CONTACTS.c.id)
+        .with_for_update(key_share=True)
+    )
+    session.execute(sa.insert(TOUCHED).from_select(["contact_id"], locking))
+    stored_before = sa.exists().where(diff.c.id.is_not(None))
+    stored_now = sa.exists().where(
+        CHANGES.c.workspace_id == workspace_id, CHANGES.c.contact_id.in_(sa.select(TOUCHED.c.contact_id))
+    )
+    if diff is NEW_HISTORY and not session.scalar(sa.select(stored_now)):
+        # Nothing was stored and nothing is (a first run): the difference read before the locks still holds.
+        return diff
+    if diff is DIFF and not session.scalar(sa.select(sa.or_(stored_before, stored_now))):
+        return diff
+    _diff_into(session, DIFF_LOCKED, workspace_id, TOUCHED)
+    # Equal diffs against one new history mean equal stored rows: anyone else's rewrite shows as a difference.
+    before, after = diff.alias("cycle_before"), DIFF_LOCKED.alias("cycle_after")
+    same = sa.and_(
+        sa.func.coalesce(before.c.from_stage, "") == sa.func.coalesce(after.c.from_stage, ""),
+        before.c.contact_id == after.c.contact_id,
+        before.c.changed_at == after.c.changed_at,
+        before.c.stage == after.c.stage,
+        before.c.reason == after.c.reason,
+        sa.func.coalesce(before.c.id, -1) == sa.func.coalesce(after.c.id, -1),
+    )
+    session.execute(
+        sa.insert(CONTENDED).from_select(
+            ["contact_id"],
+            sa.select(sa.func.coalesce(before.c.contact_id, after.c.contact_id))
+            .select_from(before.join(after, same, full=True))
+            .where(sa.or_(before.c.contact_id.is_(None), after.c.contact_id.is_(None)))
+            .distinct(),
+        )
+    )
+    contended = sa.select(CONTENDED.c.contact_id)
+    session.execute(sa.delete(DIFF_LOCKED).where(DIFF_LOCKED.c.contact_id.in_(contended)))
+    session.execute(sa.delete(CURRENT).where(CURRENT.c.contact_id.in_(contended)))
+    session.execute(
+        sa.text(
+            "INSERT INTO cycle_dirty (workspace_id, contact_id, marked_at) "
+            "SELECT :ws, contact_id, now() FROM cycle_contended ORDER BY contact_id "
+            "ON CONFLICT (workspace_id, contact_id) DO UPDATE SET id = excluded.id, marked_at = excluded.marked_at"
+        ),
+        {"ws": workspace_id},
+    )
+    return DIFF_LOCKED
 
 
 def sync_contacts(session: Any, workspace_id: int, contact_ids: Sequence[int] | None) -> None:
