@@ -8,7 +8,7 @@ stronger floor is the raw load: PostgreSQL's own ``COPY ... (FORMAT csv)`` of th
 columns (csv.reader + executemany on SQLite). ``rows/CPU-s`` divides by this process's CPU time (both threads),
 which a loaded machine inflates far less than wall time; the load average is printed beside each row.
 
-    .venv/bin/python -m bench.csv_import [--lines 1000000] [--ref-lines 10000] [--chunk-rows 20000]
+    .venv/bin/python -m bench.csv_import [--lines 1000000] [--ref-lines 2000] [--chunk-rows 100000]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from storefunnel.db import make_engine
-from storefunnel.ingest.csv_import import import_csv
+from storefunnel.ingest.csv_import import ORDER_CHUNK_ROWS, import_csv
 from storefunnel.migrate import upgrade
 from storefunnel.workspaces.service import create_workspace
 
@@ -141,7 +141,11 @@ def ours(url: str, path: Path, chunk_rows: int) -> tuple[float, float, float, di
         result = import_csv(session, ws, "orders", path, chunk_rows=chunk_rows, after_chunk=session.commit)
         session.commit()
         first, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"first import: {first:.1f} s, {cpu:.1f} s CPU, load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"first import: {first:.1f} s, {cpu:.1f} s CPU, {result.vectorised:,} rows vectorised, "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         t0 = time.perf_counter()
         again = import_csv(session, ws, "orders", path, chunk_rows=chunk_rows, after_chunk=session.commit)
         session.commit()
@@ -193,8 +197,8 @@ def reference(url: str, path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
-    parser.add_argument("--ref-lines", type=int, default=10_000, help="rows the pandas reference loads (0: skip)")
-    parser.add_argument("--chunk-rows", type=int, default=20_000)
+    parser.add_argument("--ref-lines", type=int, default=2_000, help="rows the pandas reference loads (0: skip)")
+    parser.add_argument("--chunk-rows", type=int, default=ORDER_CHUNK_ROWS)
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-pg", action="store_true")

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from storefunnel.config import get_settings
 from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
-from storefunnel.ingest.csv_import import CHUNK_ROWS, ImportResult, import_csv
+from storefunnel.ingest.csv_import import CHUNK_ROWS, ORDER_CHUNK_ROWS, ImportResult, import_csv
 from storefunnel.ingest.webhooks import get_secret, set_secret
 from storefunnel.migrate import upgrade
 from storefunnel.workspaces.service import get_workspace_by_name
@@ -107,7 +107,7 @@ def import_orders(
     file: FileArg,
     workspace: WorkspaceOpt = "default",
     rejects: RejectsOpt = None,
-    chunk_rows: ChunkOpt = CHUNK_ROWS,
+    chunk_rows: ChunkOpt = ORDER_CHUNK_ROWS,
 ) -> None:
     """Orders from Shopify's order export (one row per line item), keyed by the order Name."""
     _run("orders", file, workspace, rejects, chunk_rows)

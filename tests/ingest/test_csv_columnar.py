@@ -1,0 +1,257 @@
+"""The columnar order import gives the database, refusals and line numbers the exact (row by row) path gives."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from bench.csv_import import write_orders_csv
+from storefunnel.cycle import dirty
+from storefunnel.ingest.csv_import import ImportResult, import_csv
+from storefunnel.models import Contact, Workspace
+from storefunnel.workspaces.service import create_workspace
+
+DATA = Path(__file__).parent / "data"
+
+
+def snapshot(session: Session, ws: int, *, consent_at: bool = True) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything an order import writes, by natural keys (ids differ between workspaces)."""
+
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return sorted((tuple(r) for r in session.execute(sa.text(sql), {"ws": ws})), key=repr)
+
+    consent = ", consent_at" if consent_at else ""
+    return {
+        "contacts": rows(
+            "SELECT email, external_id, first_name, last_name, phone, country, region, city, email_consent, "
+            f"consent_source{consent} FROM contacts WHERE workspace_id = :ws"
+        ),
+        "products": rows("SELECT sku, name, price, currency FROM products WHERE workspace_id = :ws"),
+        "orders": rows(
+            "SELECT o.source, o.external_id, c.email, o.placed_at, o.currency, o.subtotal, o.discount, o.shipping, "
+            "o.tax, o.total, o.status, CAST(o.discount_codes AS TEXT), CAST(o.properties AS TEXT) FROM orders o "
+            "LEFT JOIN contacts c ON c.id = o.contact_id WHERE o.workspace_id = :ws"
+        ),
+        "lines": rows(
+            "SELECT o.external_id, p.sku, l.sku, l.name, l.quantity, l.unit_price, l.discount, l.total, l.id - "
+            "(SELECT MIN(l2.id) FROM order_lines l2 WHERE l2.order_id = l.order_id) FROM order_lines l "
+            "JOIN orders o ON o.id = l.order_id LEFT JOIN products p ON p.id = l.product_id WHERE l.workspace_id = :ws"
+        ),
+    }
+
+
+def both_ways(session: Session, path: Path, chunk_rows: int, **kw: Any) -> tuple[ImportResult, ImportResult, int, int]:
+    ours = create_workspace(session, f"col-{uuid.uuid4().hex[:8]}").id
+    ref = create_workspace(session, f"ref-{uuid.uuid4().hex[:8]}").id
+    fast = import_csv(session, ours, "orders", path, chunk_rows=chunk_rows, **kw)
+    exact = import_csv(session, ref, "orders", path, chunk_rows=chunk_rows, exact=True, **kw)
+    assert exact.vectorised == 0
+    return fast, exact, ours, ref
+
+
+def rejects(result: ImportResult) -> list[tuple[int, str, list[str]]]:
+    return sorted((r.line, r.reason, r.row) for r in result.rejects)
+
+
+def rows_of(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def write(path: Path, rows: list[list[str]], ending: str = "\n") -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator=ending).writerows(rows)
+
+
+def awkward_export(tmp_path: Path) -> Path:
+    """A generated export with every kind of value the columnar path hands to the exact path, or refuses."""
+    path = tmp_path / "awkward.csv"
+    write_orders_csv(path, 3000, seed=21)
+    rows = rows_of(path)
+    h = {name: i for i, name in enumerate(rows[0])}
+    heads = [i for i in range(1, len(rows)) if rows[i][h["Created at"]]]
+    edits: list[tuple[int, str, str]] = [
+        (heads[1], "Lineitem price", "12.345"),  # refused: decimals
+        (heads[2], "Lineitem quantity", "two"),  # refused
+        (heads[3], "Lineitem quantity", " 2 "),  # Python's int() takes it
+        (heads[4], "Billing Name", "Silva, Ana"),  # quoted
+        (heads[5], "Billing City", "Porto\u00a0"),  # a space only str.strip() knows
+        (heads[6], "Currency", "USD"),  # not the block's main currency
+        (heads[7], "Created at", "2025-02-30 10:00:00 +0100"),  # refused: no such day
+        (heads[8], "Created at", "2025-03-01T10:00:00"),  # no offset: the workspace's zone
+        (heads[9], "Created at", "2025-03-01 10:00:00 UTC"),
+        (heads[10], "Email", "CUSTOMER1@EXAMPLE.COM"),
+        (heads[11], "Email", "not-an-email"),  # refused
+        (heads[12], "Accepts Marketing", "maybe"),  # refused (the order has an email)
+        (heads[13], "Lineitem sku", ""),  # a product keyed by its title
+        (heads[14], "Financial Status", "Partially Paid"),
+        (heads[15], "Financial Status", "weird"),  # refused
+        (heads[16], "Cancelled at", "2025-03-02 10:00:00 +0100"),
+        (heads[17], "Discount Code", "A, B,,"),
+        (heads[18], "Id", "00123"),
+        (heads[19], "Id", "abc"),
+        (heads[20], "Name", "#" + "9" * 130),  # refused: too long
+        (heads[21], "Total", "1,234.00"),  # refused: not a number
+        (heads[22], "Shipping", ""),
+        (heads[23], "Lineitem discount", " 1.50"),
+        (heads[24], "Total", "12"),
+        (heads[25], "Lineitem sku", "S" * 120),  # kept whole in the key by a digest
+        (heads[26], "Created at", ""),  # refused: no order-level row
+        (heads[27], "Lineitem name", "Mug — ceramic, blue"),
+        (heads[28], "Email", ""),  # no contact
+        (heads[29], "Billing Country", "pt"),
+        (heads[30], "Billing Province Name", "  "),
+        (heads[30], "Billing Province", "Minho"),
+        (heads[31], "Lineitem quantity", "-1"),  # refused
+        (heads[32], "Billing Phone", "+351 " + "9" * 60),  # clipped
+        (heads[33], "Email", "  spaced@example.com  "),
+        (heads[34], "Lineitem sku", ""),
+        (heads[34], "Lineitem name", ""),  # no SKU, no title: still a product key
+    ]
+    for i, column, value in edits:
+        rows[i][h[column]] = value
+    # Rows of one order apart from each other (a single chunk groups them), a blank-name row, a blank row.
+    moved = rows.pop(heads[40])
+    rows.insert(heads[45], moved)
+    rows.insert(heads[50], [""] * len(rows[0]))
+    nameless = list(rows[heads[55]])
+    nameless[h["Name"]] = " "
+    rows.insert(heads[55] + 1, nameless)
+    write(path, rows)
+    return path
+
+
+def test_awkward_export_same_result_both_ways(session: Session, workspace: Workspace, tmp_path: Path) -> None:
+    path = awkward_export(tmp_path)
+    fast, exact, ours, ref = both_ways(session, path, chunk_rows=100_000)
+    assert fast.vectorised > 2500  # most rows did take the columnar path
+    assert fast.summary() == exact.summary()
+    assert rejects(fast) == rejects(exact)
+    assert len(fast.rejects) >= 12
+    assert snapshot(session, ours) == snapshot(session, ref)
+
+
+def test_many_chunks_same_orders_and_refusals(session: Session, workspace: Workspace, tmp_path: Path) -> None:
+    """Chunk boundaries differ between the paths (bytes here, rows there), so contacts' consent times (the last
+    order of a contact's first chunk) may too; everything else is the same."""
+    path = awkward_export(tmp_path)
+    rows = rows_of(path)
+    # Keep the file free of rows of an order apart: chunk boundaries would then decide which order they join.
+    name = rows[0].index("Name")
+    seen: set[str] = set()
+    kept = [rows[0]]
+    for row in rows[1:]:
+        if row[name] in seen and row[name] != kept[-1][name]:
+            continue
+        seen.add(row[name])
+        kept.append(row)
+    write(path, kept, ending="\r\n")
+    fast, exact, ours, ref = both_ways(session, path, chunk_rows=300)
+    assert fast.vectorised > 2500
+    assert rejects(fast) == rejects(exact)
+    assert snapshot(session, ours, consent_at=False) == snapshot(session, ref, consent_at=False)
+    again = import_csv(session, ours, "orders", path, chunk_rows=300)
+    assert again.counts["orders_created"] == again.counts["orders_updated"] == again.counts["lines_written"] == 0
+
+
+def test_blocks_the_columnar_reader_refuses(session: Session, workspace: Workspace, tmp_path: Path) -> None:
+    """Blank lines, bytes that are not UTF-8, a short row mid-file: those blocks go row by row, with exact line
+    numbers, and the blocks around them still take the columnar path."""
+    path = tmp_path / "mixed.csv"
+    write_orders_csv(path, 4000, seed=8)
+    lines = path.read_bytes().split(b"\n")
+    # Pick whole single-row orders, far apart, so each makes exactly one reject.
+    heads = [i for i in range(1, len(lines) - 2) if lines[i].split(b",")[15] and lines[i + 1].split(b",")[15]]
+    bad_bytes, short, blank = heads[100], heads[300], heads[500]
+    lines[bad_bytes] = lines[bad_bytes].replace(b",Bench Co,", b",Caf\xe9,")
+    lines[short] = b",".join(lines[short].split(b",")[:30])
+    lines.insert(blank, b"")
+    path.write_bytes(b"\n".join(lines))
+    fast, exact, ours, ref = both_ways(session, path, chunk_rows=200)
+    assert fast.vectorised > 3000
+    assert rejects(fast) == rejects(exact)
+    got = {r.line: r.reason for r in fast.rejects}
+    assert got[bad_bytes + 1] == "row: not valid UTF-8"
+    assert len(got) == 1  # the short row lacks only columns the import does not read
+    assert fast.rows == exact.rows == 4000
+    assert snapshot(session, ours, consent_at=False) == snapshot(session, ref, consent_at=False)
+
+
+def test_a_quoted_line_break_late_in_the_file(session: Session, workspace: Workspace, tmp_path: Path) -> None:
+    """From the block holding a multi-line cell on, csv.reader reads the file; line numbers stay exact."""
+    path = tmp_path / "late.csv"
+    write_orders_csv(path, 6000, seed=9)
+    rows = rows_of(path)
+    h = {name: i for i, name in enumerate(rows[0])}
+    heads = [i for i in range(1, len(rows) - 1) if rows[i][h["Created at"]] and rows[i + 1][h["Created at"]]]
+    early, multi, late = heads[50], heads[600], heads[800]
+    rows[early][h["Lineitem price"]] = "1.001"
+    rows[multi][h["Notes"]] = "leave it\nat the door"
+    rows[late][h["Lineitem price"]] = "2.002"
+    write(path, rows)
+    fast, exact, ours, ref = both_ways(session, path, chunk_rows=500)
+    assert 0 < fast.vectorised < 6000
+    assert {r.line: r.reason[:15] for r in fast.rejects} == {
+        early + 1: "Lineitem price:",
+        late + 2: "Lineitem price:",  # one line further down: the note spans two
+    }
+    assert rejects(fast) == rejects(exact)
+    assert snapshot(session, ours, consent_at=False) == snapshot(session, ref, consent_at=False)
+
+
+def test_imported_orders_move_their_customers_through_the_cycle(session: Session, workspace: Workspace) -> None:
+    """Like tracking, an import marks the customers of new or changed orders; the worker's drain then stages them."""
+    result = import_csv(session, workspace.id, "orders", DATA / "shopify_orders_export.csv")
+    assert result.counts["orders_created"] == 4
+    assert dirty.pending(session, workspace.id) == 2  # Ana (two orders) and João; #1006 has no customer
+    dirty.drain_all(session, workspace_id=workspace.id)
+    assert dirty.pending(session, workspace.id) == 0
+    staged = session.scalars(
+        sa.select(Contact.stage).where(Contact.workspace_id == workspace.id, Contact.email == "ana.silva@example.pt")
+    ).one()
+    assert staged is not None
+    import_csv(session, workspace.id, "orders", DATA / "shopify_orders_export.csv")
+    assert dirty.pending(session, workspace.id) == 0  # nothing changed, nothing marked
+
+
+def test_properties_built_column_wise_match_dumps() -> None:
+    import pyarrow as pa
+
+    from storefunnel.ingest.csv_columnar import _properties
+    from storefunnel.ingest.orders_upsert import dumps
+
+    statuses = ["paid", "", 'pa"id', "x\\y", "tab\there", "ok"]
+    ids = ["00123", "", "abc", "9999999999999999999", "0000", 'é"']
+    sources = ["web", "", 'sh"op', "", "ü", ""]
+    got = _properties(pa.array(statuses), pa.array(["abc"] * 6), pa.array(ids), pa.array(sources)).to_pylist()
+    for i, text in enumerate(got):
+        props: dict[str, object] = {"financial_status": statuses[i] or None, "lines_digest": "abc"}
+        if ids[i]:
+            props["shopify_id"] = int(ids[i]) if ids[i].isdigit() else ids[i]
+        if sources[i]:
+            props["source_name"] = sources[i]
+        assert text == dumps(props)
+
+
+def test_blocks_are_whole_lines_and_bounded(tmp_path: Path, monkeypatch: Any) -> None:
+    from storefunnel.ingest import csv_import
+
+    path = tmp_path / "lines.csv"
+    body = b"".join(b"row %d,%s\n" % (i, b"x" * (i % 37)) for i in range(1000)) + b"last,without line feed"
+    path.write_bytes(body)
+    monkeypatch.setattr(csv_import, "_BLOCK_CAP", 500)
+    with path.open("rb") as raw:
+        blocks = list(csv_import._blocks(raw, 0, 40, 64))
+    assert b"".join(data for _, data, _ in blocks) == body + b"\n"
+    assert [last for _, _, last in blocks] == [False] * (len(blocks) - 1) + [True]
+    offsets = [offset for offset, _, _ in blocks]
+    assert offsets == [sum(len(d) for _, d, _ in blocks[:i]) for i in range(len(blocks))]
+    for _, data, _ in blocks:
+        assert data.endswith(b"\n")
+        assert data.count(b"\n") <= 40
+        assert len(data) < 500 + 60  # the cap, give or take the line that crosses it
