@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from storefunnel.config import get_settings
 from storefunnel.cycle.rules import CREATED, INTENT, LAPSE, ORDER, THANK_YOU, TOUCH, WINDOW_END, CycleRules
 from storefunnel.db import UTCDateTime
 from storefunnel.models import Contact, Order, StageChange, Touch
@@ -307,8 +308,9 @@ def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules,
     postgres = dialect == "postgresql"
     if postgres:
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key, :ws)"), {"key": RECOMPUTE_LOCK, "ws": workspace_id})
-        # One sort of every fact: in memory rather than spilled (this transaction only; the box has the RAM).
-        session.execute(sa.text("SET LOCAL work_mem = '1536MB'"))
+        # One sort of every fact: in memory rather than spilled (this transaction only; see the setting).
+        work_mem = int(get_settings().cycle_recompute_work_mem_mb)
+        session.execute(sa.text(f"SET LOCAL work_mem = '{work_mem}MB'"))
     connection = session.connection()
     for table in SCRATCH_TABLES:
         # Left over only on SQLite, by a recompute that failed on this connection.

@@ -180,3 +180,22 @@ def test_drains_leave_a_workspace_alone_while_its_recompute_runs(
     with get_sessionmaker()() as drainer, drainer.begin():
         free = dirty.drain(drainer, workspace_id=ws)
     assert (free.marks, free.contacts) == (1, 1)
+
+
+def test_the_recompute_sort_memory_is_a_setting(
+    session: Session, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``STOREFUNNEL_CYCLE_RECOMPUTE_WORK_MEM_MB`` is what the recompute's transaction sorts with on PostgreSQL."""
+    from storefunnel.config import get_settings
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("work_mem is PostgreSQL's")
+    contacts = build(session, workspace.id)
+    monkeypatch.setenv("STOREFUNNEL_CYCLE_RECOMPUTE_WORK_MEM_MB", "48")
+    get_settings.cache_clear()
+    try:
+        service.recompute(session, workspace.id, AS_OF)
+        assert session.execute(sa.text("SHOW work_mem")).scalar_one() == "48MB"
+    finally:
+        get_settings.cache_clear()
+    assert_matches_replay(session, workspace.id, contacts)
