@@ -224,10 +224,12 @@ def test_two_workers_on_redis_send_at_once_and_at_most_once(
     s.expire_all()
     statuses = Counter(s.scalars(sa.select(Send.status).where(Send.workspace_id == ws.id)))
     assert statuses == Counter({"sent": N + 1})
-    # Both workers took part: the first to wake found a full batch and woke the other.
+    # Both workers report, and between them every message once. Which of them sent how many is not asserted:
+    # the first to wake wakes its peer when a full batch is due, but on a busy machine the peer may get the CPU
+    # only after the first has claimed everything (the campaign going out before the 30 s poll, above, is what
+    # shows the wake-ups work).
     sent_by = [
         int(line.rsplit("sent ", 1)[1].split(",")[0]) for log in logs for line in log.lines if "worker stopped" in line
     ]
     assert len(sent_by) == 2
     assert sum(sent_by) == N + 1
-    assert min(sent_by) > 0, f"one worker did all the work: {sent_by}"
