@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from storefunnel.cli_support import fail
 from storefunnel.config import get_settings
 from storefunnel.db import get_engine, get_sessionmaker
 from storefunnel.errors import AppError
@@ -46,11 +47,6 @@ class PlatformName(StrEnum):
 PlatformOpt = Annotated[PlatformName, typer.Option("--platform", help="shopify or woocommerce.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code=2)
-
-
 def _run(kind: str, file: Path, workspace: str, rejects: Path | None, chunk_rows: int) -> None:
     upgrade(get_engine())
     with get_sessionmaker()() as session:
@@ -78,7 +74,7 @@ def _run(kind: str, file: Path, workspace: str, rejects: Path | None, chunk_rows
             session.commit()
         except AppError as exc:
             session.rollback()
-            raise _fail(exc.detail) from None
+            raise fail(exc.detail) from None
     summary = result.summary()
     for key, value in summary.items():
         if key != "kind":
@@ -133,7 +129,7 @@ def _in_session(fn: Any) -> Any:
             return value
         except AppError as exc:
             session.rollback()
-            raise _fail(exc.detail) from None
+            raise fail(exc.detail) from None
 
 
 @webhook_app.command("set")
@@ -165,6 +161,6 @@ def webhook_secret_show(platform: PlatformOpt, workspace: WorkspaceOpt = "defaul
 
     ws_id, value = _in_session(_get)
     if value is None:
-        raise _fail(f"no {platform.value} webhook secret in workspace {workspace!r}; use 'webhook-secret set'")
+        raise fail(f"no {platform.value} webhook secret in workspace {workspace!r}; use 'webhook-secret set'")
     out.print(f"webhook URL: {get_settings().public_url}/webhooks/{platform.value}/{ws_id}", highlight=False)
     print(value)
