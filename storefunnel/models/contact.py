@@ -82,10 +82,18 @@ class Identity(WorkspaceScoped, Base):
 
 
 class StageChange(WorkspaceScoped, Base):
+    """One transition of a contact's sales cycle.
+
+    No foreign key to ``workspaces``: a row goes with its contact (``ON DELETE CASCADE``), and the contact with its
+    workspace. A full recompute writes millions of these in one statement, and each foreign key is a trigger call
+    per row (at 2.8M rows the workspace check alone cost 14 s of 44 s).
+    """
+
     __tablename__ = "stage_changes"
     __table_args__ = (sa.Index("ix_stage_changes_contact", "contact_id", "changed_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(BigId)
     contact_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"))
     from_stage: Mapped[str | None] = mapped_column(sa.String(20), default=None)
     stage: Mapped[str] = mapped_column(sa.String(20))
