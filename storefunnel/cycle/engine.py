@@ -350,7 +350,9 @@ def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules,
             sa.select(_const(workspace_id, CHANGES.c.workspace_id.type), *(diff.c[c] for c in HISTORY_COLUMNS))
             .where(diff.c.id.is_(None))
             .order_by(diff.c.contact_id, diff.c.changed_at),
-        )
+        ),
+        # Without it SQLAlchemy reports -1 for an INSERT … SELECT, and the ANALYZE below never ran.
+        execution_options={"preserve_rowcount": True},
     ).rowcount
     updated = session.execute(
         sa.update(CONTACTS)
@@ -365,7 +367,6 @@ def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules,
             session.execute(sa.text(f"ANALYZE {CHANGES.name}"))
         if updated >= ANALYZE_AFTER:
             session.execute(sa.text(f"ANALYZE {CONTACTS.name}"))
-    # INSERT … SELECT reports no row count on every driver; the scratch table is local.
     n = int(session.scalar(sa.select(sa.func.count()).select_from(NEW_HISTORY)) or 0)
     for table in SCRATCH_TABLES:
         table.drop(connection)

@@ -199,3 +199,24 @@ def test_the_recompute_sort_memory_is_a_setting(
     finally:
         get_settings.cache_clear()
     assert_matches_replay(session, workspace.id, contacts)
+
+
+def test_a_large_rewrite_refreshes_the_planner_statistics_of_the_history(
+    session: Session, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``ANALYZE_AFTER`` rows written, ``stage_changes`` is analysed in the same transaction.
+
+    Without fresh statistics the incremental updates that follow a first run scan the whole table for each batch.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("ANALYZE and pg_class are PostgreSQL's")
+    build(session, workspace.id)
+    monkeypatch.setattr(engine, "ANALYZE_AFTER", 1)
+    analyzed = sa.text("SELECT reltuples FROM pg_class WHERE relname = 'stage_changes'")
+    before = session.execute(analyzed).scalar_one()
+    service.recompute(session, workspace.id, AS_OF)
+    rows = session.scalar(sa.select(sa.func.count()).select_from(StageChange))
+    after = session.execute(analyzed).scalar_one()
+    assert (rows or 0) > 0
+    assert after != before
+    assert after == rows
