@@ -301,7 +301,7 @@ class ColumnarOrders:
                 entry[1].append((line0 + i, full_row(i)))
         slow = _Slow()
         for first, rows in sorted(groups.values(), key=lambda g: g[0]):
-            tiny = OrderBatch(pg=self.pg)
+            tiny = OrderBatch(pg=self.pg, fill_contacts=True)
             try:
                 self.fast.add(tiny, rows)
             except OrderRowsError as exc:
@@ -712,7 +712,12 @@ class ColumnarOrders:
         )
 
     def _fold_contacts(self, parts: list[pa.Table]) -> pa.Table | None:
-        """One staged contact per key, each field the last non-empty value in the exact path's order."""
+        """One staged contact per key, each field the first non-empty value in the exact path's order.
+
+        The first, as ``ContactIn.merge(fill_only=True)`` folds and as the database merges order details into a
+        stored contact: the result does not depend on where chunks end. Consent is only ever true or empty here,
+        with its source and time set exactly when it is true, so the first of each is the grant's.
+        """
         if not parts:
             return None
         both = pa.concat_tables(parts)
@@ -721,8 +726,10 @@ class ColumnarOrders:
         if both.column("traits").null_count != both.num_rows:
             # Traits merge as dicts, which "last" would not do; contacts from orders never carry any.
             raise ValueError("traits in order contacts are not folded column-wise")
-        folded = both.group_by("key", use_threads=False).aggregate([(f, "last") for f in fields])
-        return folded.rename_columns(["key" if c == "key" else c.removesuffix("_last") for c in folded.column_names])
+        if pc.any(pc.equal(both.column("email_consent"), False)).as_py():
+            raise ValueError("consent withdrawn in order contacts is not folded column-wise")
+        folded = both.group_by("key", use_threads=False).aggregate([(f, "first") for f in fields])
+        return folded.rename_columns(["key" if c == "key" else c.removesuffix("_first") for c in folded.column_names])
 
     def _first_products(self, parts: list[pa.Table]) -> pa.Table | None:
         """Each product key once, as the first line naming it in the exact path's order has it."""

@@ -523,7 +523,7 @@ def _block_exact(
             rejects.add(line, "row: not valid UTF-8" if name else "Name: required", row)
             continue
         groups.setdefault(name, []).append((line, row))
-    batch = OrderBatch(pg=columnar.pg)
+    batch = OrderBatch(pg=columnar.pg, fill_contacts=True)
     _add_groups(batch, groups, cols, columnar.fast, rejects, columnar.default_currency, columnar.tz)
     return batch, carry, block.line + cut
 
@@ -572,7 +572,7 @@ def _order_batches(
     i_name = cols.index["name"]
 
     def batch() -> OrderBatch:
-        built = OrderBatch(pg=pg)
+        built = OrderBatch(pg=pg, fill_contacts=True)
         _add_groups(built, groups, cols, fast, rejects, currency, tz)
         return built
 

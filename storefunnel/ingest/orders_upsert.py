@@ -132,8 +132,24 @@ class ContactIn:
     def key(self) -> str:
         return f"x:{self.external_id}" if self.external_id else f"e:{self.email}"
 
-    def merge(self, newer: ContactIn) -> None:
-        """Fold a later record of the same person into this one: its non-empty values win."""
+    def merge(self, newer: ContactIn, *, fill_only: bool = False) -> None:
+        """Fold a later record of the same person into this one: its non-empty values win.
+
+        ``fill_only``: the rule the database applies to a stored contact when details come from an order (it only
+        fills gaps and can grant consent, never withdraw it), so a batch folds as a series of batches would: where
+        a file's chunks end does not change the contact.
+        """
+        if fill_only:
+            granted = newer.email_consent is True and self.email_consent is not True
+            for name in self.__slots__:
+                value = getattr(newer, name)
+                if name == "traits":
+                    self.traits = {**self.traits, **value}
+                elif granted and name in ("email_consent", "consent_source", "consent_at"):
+                    setattr(self, name, value)
+                elif getattr(self, name) is None:
+                    setattr(self, name, value)
+            return
         for name in self.__slots__:
             value = getattr(newer, name)
             if name == "traits":
@@ -476,7 +492,7 @@ def merge_contacts(session: Session, ws: int, contacts: Iterable[ContactIn], *, 
         if c.email is None and c.external_id is None:
             continue
         if c.key in unique:
-            unique[c.key].merge(c)
+            unique[c.key].merge(c, fill_only=not overwrite)
         else:
             unique[c.key] = c
     return _merge_staged_contacts(db, ws, [_contact_row(db, c) for c in unique.values()], overwrite=overwrite)
@@ -637,6 +653,8 @@ class OrderBatch:
     """
 
     pg: bool
+    # Fold repeated customers as an order import merges them into stored contacts (``ContactIn.merge``).
+    fill_contacts: bool = False
     contacts: dict[str, ContactIn] = field(default_factory=dict)
     products: dict[str, tuple[str, int, str]] = field(default_factory=dict)
     orders: list[tuple[Any, ...]] = field(default_factory=list)
@@ -652,7 +670,7 @@ class OrderBatch:
         if known is None:
             self.contacts[key] = contact
         else:
-            known.merge(contact)
+            known.merge(contact, fill_only=self.fill_contacts)
         return key
 
     def staged(self, db: _Db) -> tuple[Rows, Rows, Rows, Rows]:
@@ -705,7 +723,7 @@ def upsert_orders(session: Session, ws: int, orders: Iterable[OrderIn], *, overw
     unique: dict[tuple[str, str], OrderIn] = {}
     for o in orders:
         unique[(o.source, o.external_id)] = o
-    batch = OrderBatch(pg=session.connection().dialect.name == "postgresql")
+    batch = OrderBatch(pg=session.connection().dialect.name == "postgresql", fill_contacts=not overwrite_contacts)
     for o in unique.values():
         batch.add(o)
     return upsert_order_batch(session, ws, batch, overwrite_contacts=overwrite_contacts)
