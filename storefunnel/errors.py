@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,7 +81,27 @@ def describe_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, A
     return detail, items
 
 
+def database_busy(exc: BaseException) -> bool:
+    """SQLite's one writer was taken: the transaction rolled back whole, and the same request can simply be sent
+    again (a transaction that read before writing fails at once when another writer committed in between)."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OperationalError)
+    async def _busy(request: Request, exc: OperationalError) -> JSONResponse:
+        if not database_busy(exc):
+            raise exc
+        response = problem(
+            503,
+            "Service unavailable",
+            "database: busy with another writer (SQLite takes one at a time); nothing was saved, send it again",
+            "database-busy",
+            request.url.path,
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return problem(exc.status, exc.title, exc.detail, exc.code, request.url.path, errors=exc.errors)
