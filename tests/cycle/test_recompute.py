@@ -106,15 +106,18 @@ def committed(committed_session: Session) -> Iterator[Workspace]:
     committed_session.commit()
 
 
-def wait_until_blocked(session: Session, thread: threading.Thread, timeout: float = 60.0) -> None:
-    """Until another backend of this database waits on a lock (the recompute running in the thread)."""
+def wait_until_blocked(session: Session, thread: threading.Thread, blocker: int, timeout: float = 60.0) -> None:
+    """Until a backend waits on a lock ``blocker`` (a backend's pid) holds: the recompute running in the thread."""
     deadline = time.monotonic() + timeout
     query = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        "AND CAST(:blocker AS integer) = ANY(pg_blocking_pids(pid))"
     )
     while time.monotonic() < deadline:
-        if session.scalar(query):
+        blocked = session.scalar(query, {"blocker": blocker})
+        # PostgreSQL reads the activity of other backends once per transaction: end it to look again.
+        session.rollback()
+        if blocked:
             return
         assert thread.is_alive(), "the recompute ended without waiting on the held contact"
         time.sleep(0.05)
@@ -149,10 +152,11 @@ def test_recompute_waits_for_a_contact_being_updated_instead_of_deadlocking(
 
     with get_sessionmaker()() as holder, holder.begin():
         holder.execute(sa.select(Contact.id).where(Contact.id == buyer.id).with_for_update(key_share=True)).all()
+        holder_pid = int(holder.scalar(sa.text("SELECT pg_backend_pid()")) or 0)
         thread = threading.Thread(target=recompute)
         thread.start()
         with get_sessionmaker()() as watcher:
-            wait_until_blocked(watcher, thread)
+            wait_until_blocked(watcher, thread, holder_pid)
         service.update_contacts(holder, ws, [buyer.id], AS_OF)
     thread.join(60)
     assert not thread.is_alive()
