@@ -110,10 +110,9 @@ def _reset(eng: sa.Engine) -> int:
     """Clear the stored history so the next recompute is a first run again; returns the bench workspace."""
     with eng.begin() as conn:
         ws = int(conn.scalar(sa.text("SELECT id FROM workspaces WHERE name = 'bench'")) or 0)
-        conn.execute(sa.text("TRUNCATE stage_changes, cycle_outbox"))
-        conn.execute(sa.text("UPDATE contacts SET stage = NULL, stage_at = NULL WHERE stage IS NOT NULL"))
+        conn.execute(sa.text("TRUNCATE stage_changes, contact_stages, cycle_outbox"))
     with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE contacts, touches, stage_changes"))
+        conn.execute(sa.text("VACUUM ANALYZE contacts, touches, stage_changes, contact_stages"))
     return ws
 
 
@@ -160,11 +159,11 @@ def main() -> None:
     eng = make_engine(url)
     reused = exists and _built(eng, args.contacts)
     try:
+        upgrade(eng)
         if reused:
             ws = _reset(eng)
             print(f"reusing {name}: history cleared")
         else:
-            upgrade(eng)
             with Session(eng) as s:
                 ws = create_workspace(s, "bench").id
                 s.commit()

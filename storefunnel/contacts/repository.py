@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from storefunnel.models import Contact, Order
+from storefunnel.models import Contact, ContactStage, Order
+from storefunnel.models.contact import stage_loaded
 from storefunnel.pagination import paginate
 from storefunnel.tenancy import scoped
 
@@ -45,7 +46,7 @@ def _escape_like(text: str) -> str:
 def list_contacts(
     session: Session, workspace_id: int, filters: ContactFilters, cursor: str | None, limit: int
 ) -> tuple[Sequence[Contact], str | None]:
-    stmt = scoped(Contact, workspace_id)
+    stmt = scoped(Contact, workspace_id).options(stage_loaded())
     f = filters
     if f.email is not None:
         stmt = stmt.where(Contact.email == f.email.strip().lower())
@@ -59,7 +60,10 @@ def list_contacts(
             )
         )
     if f.stage is not None:
-        stmt = stmt.where(Contact.stage == f.stage)
+        in_stage = sa.select(ContactStage.contact_id).where(
+            ContactStage.contact_id == Contact.id, ContactStage.stage == f.stage
+        )
+        stmt = stmt.where(in_stage.exists())
     if f.lead_channel is not None:
         stmt = stmt.where(Contact.lead_channel == f.lead_channel)
     if f.country is not None:

@@ -14,19 +14,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTableAs
 from sqlalchemy.sql.elements import ColumnElement
 
 from storefunnel.config import get_settings
 from storefunnel.cycle.rules import CREATED, INTENT, LAPSE, ORDER, THANK_YOU, TOUCH, WINDOW_END, CycleRules
 from storefunnel.db import UTCDateTime
-from storefunnel.models import Contact, Order, StageChange, Touch
+from storefunnel.models import Contact, ContactStage, Order, StageChange, Touch
 from storefunnel.models.contact import Stage
 
 CONTACTS: sa.Table = Contact.__table__  # type: ignore[assignment]
 TOUCHES: sa.Table = Touch.__table__  # type: ignore[assignment]
 ORDERS: sa.Table = Order.__table__  # type: ignore[assignment]
 CHANGES: sa.Table = StageChange.__table__  # type: ignore[assignment]
+CURRENT_STAGES: sa.Table = ContactStage.__table__  # type: ignore[assignment]
 
 # Same-instant order: window end, lapse, creation, touch, order (a touch at the very second of an order
 # happened before it, so it cannot be that order's thank-you).
@@ -354,11 +356,7 @@ def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules,
         # Without it SQLAlchemy reports -1 for an INSERT … SELECT, and the ANALYZE below never ran.
         execution_options={"preserve_rowcount": True},
     ).rowcount
-    updated = session.execute(
-        sa.update(CONTACTS)
-        .where(CONTACTS.c.workspace_id == workspace_id, CONTACTS.c.id == CURRENT.c.contact_id)
-        .values(stage=CURRENT.c.stage, stage_at=CURRENT.c.stage_at)
-    ).rowcount
+    updated = _set_current(session, workspace_id, CURRENT)
     if postgres:
         # After a big rewrite the planner's row counts are stale until autovacuum comes by, and the incremental
         # updates that follow pick sequential scans (seconds instead of milliseconds per batch). Sampling takes
@@ -366,7 +364,7 @@ def write_full(session: Any, dialect: str, workspace_id: int, rules: CycleRules,
         if deleted + inserted >= ANALYZE_AFTER:
             session.execute(sa.text(f"ANALYZE {CHANGES.name}"))
         if updated >= ANALYZE_AFTER:
-            session.execute(sa.text(f"ANALYZE {CONTACTS.name}"))
+            session.execute(sa.text(f"ANALYZE {CURRENT_STAGES.name}"))
     n = int(session.scalar(sa.select(sa.func.count()).select_from(NEW_HISTORY)) or 0)
     for table in SCRATCH_TABLES:
         table.drop(connection)
@@ -417,20 +415,54 @@ def _current_into(session: Any, workspace_id: int) -> None:
         .over(partition_by=NEW_HISTORY.c.contact_id, order_by=NEW_HISTORY.c.changed_at.desc())
         .label("rn"),
     ).subquery("cycle_last")
+    now = CURRENT_STAGES
     session.execute(
         sa.insert(CURRENT).from_select(
             ["contact_id", "stage", "stage_at"],
             sa.select(CONTACTS.c.id, last.c.stage, last.c.changed_at)
-            .select_from(CONTACTS.outerjoin(last, sa.and_(last.c.contact_id == CONTACTS.c.id, last.c.rn == 1)))
+            .select_from(
+                CONTACTS.outerjoin(last, sa.and_(last.c.contact_id == CONTACTS.c.id, last.c.rn == 1)).outerjoin(
+                    now, now.c.contact_id == CONTACTS.c.id
+                )
+            )
             .where(
                 CONTACTS.c.workspace_id == workspace_id,
-                sa.or_(
-                    CONTACTS.c.stage.is_distinct_from(last.c.stage),
-                    CONTACTS.c.stage_at.is_distinct_from(last.c.changed_at),
-                ),
+                sa.or_(now.c.stage.is_distinct_from(last.c.stage), now.c.stage_at.is_distinct_from(last.c.changed_at)),
             ),
         )
     )
+
+
+def _set_current(session: Any, workspace_id: int, wanted: sa.Table) -> int:
+    """Make ``contact_stages`` say what ``wanted`` (contact_id, stage, stage_at) says; NULL stage: no row.
+
+    Every contact in ``wanted`` is locked by the caller, so no one else inserts or deletes its row meanwhile.
+    Returns the number of contacts changed.
+    """
+    now = CURRENT_STAGES
+    ids = sa.select(wanted.c.contact_id)
+    deleted = session.execute(
+        sa.delete(now).where(now.c.contact_id.in_(ids.where(wanted.c.stage.is_(None)))),
+        execution_options={"preserve_rowcount": True},
+    ).rowcount
+    updated = session.execute(
+        sa.update(now)
+        .where(now.c.contact_id == wanted.c.contact_id, wanted.c.stage.is_not(None))
+        .values(stage=wanted.c.stage, stage_at=wanted.c.stage_at),
+        execution_options={"preserve_rowcount": True},
+    ).rowcount
+    inserted = session.execute(
+        sa.insert(now).from_select(
+            ["contact_id", "workspace_id", "stage", "stage_at"],
+            sa.select(
+                wanted.c.contact_id, _const(workspace_id, now.c.workspace_id.type), wanted.c.stage, wanted.c.stage_at
+            )
+            .where(wanted.c.stage.is_not(None), ~sa.exists().where(now.c.contact_id == wanted.c.contact_id))
+            .order_by(wanted.c.contact_id),
+        ),
+        execution_options={"preserve_rowcount": True},
+    ).rowcount
+    return int(deleted) + int(updated) + int(inserted)
 
 
 def _lock_touched(session: Any, workspace_id: int, diff: sa.Table) -> sa.Table:
@@ -489,10 +521,14 @@ def _lock_touched(session: Any, workspace_id: int, diff: sa.Table) -> sa.Table:
 
 
 def sync_contacts(session: Any, workspace_id: int, contact_ids: Sequence[int] | None) -> None:
-    """Set ``contacts.stage/stage_at`` from the last transition of each contact (one UPDATE … FROM)."""
+    """Set each contact's current stage from its last transition (no history: no stage); the caller locks them."""
+    now = CURRENT_STAGES
     scope = [CHANGES.c.workspace_id == workspace_id]
+    gone = [now.c.workspace_id == workspace_id, ~sa.exists().where(CHANGES.c.contact_id == now.c.contact_id)]
     if contact_ids is not None:
         scope.append(CHANGES.c.contact_id.in_(contact_ids))
+        gone.append(now.c.contact_id.in_(contact_ids))
+    session.execute(sa.delete(now).where(*gone))
     last = (
         sa.select(
             CHANGES.c.contact_id,
@@ -505,21 +541,19 @@ def sync_contacts(session: Any, workspace_id: int, contact_ids: Sequence[int] | 
         .where(*scope)
         .subquery("cycle_last")
     )
-    session.execute(
-        sa.update(CONTACTS)
+    wanted = (
+        sa.select(last.c.contact_id, _const(workspace_id, now.c.workspace_id.type), last.c.stage, last.c.changed_at)
+        .select_from(last.outerjoin(now, now.c.contact_id == last.c.contact_id))
         .where(
-            CONTACTS.c.workspace_id == workspace_id,
-            CONTACTS.c.id == last.c.contact_id,
             last.c.rn == 1,
-            sa.or_(
-                CONTACTS.c.stage.is_distinct_from(last.c.stage),
-                CONTACTS.c.stage_at.is_distinct_from(last.c.changed_at),
-            ),
+            sa.or_(now.c.stage.is_distinct_from(last.c.stage), now.c.stage_at.is_distinct_from(last.c.changed_at)),
         )
-        .values(stage=last.c.stage, stage_at=last.c.changed_at)
     )
-    no_history = ~sa.exists().where(CHANGES.c.workspace_id == workspace_id, CHANGES.c.contact_id == CONTACTS.c.id)
-    cleared = [CONTACTS.c.workspace_id == workspace_id, CONTACTS.c.stage.is_not(None), no_history]
-    if contact_ids is not None:
-        cleared.append(CONTACTS.c.id.in_(contact_ids))
-    session.execute(sa.update(CONTACTS).where(*cleared).values(stage=None, stage_at=None))
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    upsert = insert(now).from_select(["contact_id", "workspace_id", "stage", "stage_at"], wanted)
+    session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[now.c.contact_id],
+            set_={"stage": upsert.excluded.stage, "stage_at": upsert.excluded.stage_at},
+        )
+    )

@@ -18,7 +18,7 @@ from storefunnel.cycle.events import StageTransition, publish
 from storefunnel.cycle.rules import SETTINGS_KEY, STAGE_ORDER, CycleRules, rules_from_settings
 from storefunnel.db import utcnow
 from storefunnel.errors import Invalid
-from storefunnel.models import Contact, Order, StageChange, Touch, Workspace
+from storefunnel.models import Contact, ContactStage, Order, StageChange, Touch, Workspace
 from storefunnel.models.contact import Stage
 from storefunnel.tenancy import get_scoped
 from storefunnel.workspaces.service import set_setting
@@ -174,17 +174,19 @@ def due_contacts(session: Session, workspace_id: int, now: dt.datetime) -> list[
         )
         .correlate(Contact)
     )
-    window_over = sa.and_(Contact.stage.in_([Stage.buying.value, Stage.thanked.value]), ~order_since(window_start))
+    stage = ContactStage.stage
+    window_over = sa.and_(stage.in_([Stage.buying.value, Stage.thanked.value]), ~order_since(window_start))
     # No fact at all in (now - lapse_days, now]; creation counts as a fact.
     gone_quiet = sa.and_(
-        Contact.stage != Stage.lapsed.value,
+        stage != Stage.lapsed.value,
         ~sa.and_(Contact.created_at > lapse_start, Contact.created_at <= now),
         ~touch_since_lapse_start,
         ~order_since(lapse_start),
     )
-    stmt = sa.select(Contact.id).where(
-        Contact.workspace_id == workspace_id,
-        sa.or_(Contact.stage.is_(None), window_over, gone_quiet),
+    stmt = (
+        sa.select(Contact.id)
+        .outerjoin(ContactStage, ContactStage.contact_id == Contact.id)
+        .where(Contact.workspace_id == workspace_id, sa.or_(stage.is_(None), window_over, gone_quiet))
     )
     return list(session.scalars(stmt))
 
@@ -198,9 +200,9 @@ def tick(session: Session, workspace_id: int, now: dt.datetime | None = None) ->
 def stage_counts(session: Session, workspace_id: int) -> dict[str, int]:
     counts = dict.fromkeys(STAGE_ORDER, 0)
     stmt = (
-        sa.select(Contact.stage, sa.func.count())
-        .where(Contact.workspace_id == workspace_id, Contact.stage.is_not(None))
-        .group_by(Contact.stage)
+        sa.select(ContactStage.stage, sa.func.count())
+        .where(ContactStage.workspace_id == workspace_id)
+        .group_by(ContactStage.stage)
     )
     for stage, n in session.execute(stmt):
         counts[str(stage)] = int(n)

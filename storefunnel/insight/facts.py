@@ -33,7 +33,6 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "city": "string",
         "age_band": "string",
         "gender": "string",
-        "stage": "string",
     },
     "touches": {
         "id": "int64",

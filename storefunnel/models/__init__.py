@@ -1,6 +1,6 @@
 """All tables; importing this module registers every one on ``Base.metadata``."""
 
-from storefunnel.models.contact import AgeBand, Contact, Identity, Stage, StageChange
+from storefunnel.models.contact import AgeBand, Contact, ContactStage, Identity, Stage, StageChange
 from storefunnel.models.cycle import CycleDirty, CycleOutbox
 from storefunnel.models.ingest import Receipt, Spend, WebhookSecret
 from storefunnel.models.insight import BestSeller, ClvPrediction, ModelFit, RelatedRule
@@ -29,6 +29,7 @@ __all__ = [
     "ClvPrediction",
     "Contact",
     "ContactScore",
+    "ContactStage",
     "CycleDirty",
     "CycleOutbox",
     "EmailTemplate",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from storefunnel.db import UTCDateTime
 from storefunnel.models import Contact, Segment, SegmentMember
+from storefunnel.models.contact import stage_loaded
 from storefunnel.pagination import paginate
 from storefunnel.tenancy import scoped
 
@@ -111,14 +112,20 @@ def sample_contacts(session: Session, workspace_id: int, ids: sa.Select[Any], si
     if size == 0:
         return []
     chosen = ids.order_by(Contact.id.desc()).limit(size).subquery()
-    stmt = scoped(Contact, workspace_id).where(Contact.id.in_(sa.select(chosen.c[0]))).order_by(Contact.id.desc())
+    stmt = (
+        scoped(Contact, workspace_id)
+        .options(stage_loaded())
+        .where(Contact.id.in_(sa.select(chosen.c[0])))
+        .order_by(Contact.id.desc())
+    )
     return session.scalars(stmt).all()
 
 
 def contacts_by_ids(session: Session, workspace_id: int, ids: Sequence[int]) -> dict[int, Contact]:
     if not ids:
         return {}
-    return {c.id: c for c in session.scalars(scoped(Contact, workspace_id).where(Contact.id.in_(ids)))}
+    stmt = scoped(Contact, workspace_id).options(stage_loaded()).where(Contact.id.in_(ids))
+    return {c.id: c for c in session.scalars(stmt)}
 
 
 def contact_ids_by_email(session: Session, workspace_id: int, emails: Sequence[str]) -> dict[str, int]:

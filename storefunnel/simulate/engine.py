@@ -16,7 +16,7 @@ from storefunnel.simulate.generate import Simulator
 from storefunnel.simulate.params import CHANGE_WINDOW_DAYS, SCENARIOS
 from storefunnel.simulate.writer import BulkWriter, delete_simulated
 
-TABLE_ORDER = ("contacts", "identities", "orders", "order_lines", "touches")
+TABLE_ORDER = ("contacts", "contact_stages", "identities", "orders", "order_lines", "touches")
 
 
 def default_anchor() -> dt.date:

@@ -573,6 +573,10 @@ class Simulator:
             "updated_at": lead_ts,
             "lead_at": lead_ts,
             "lead_channel": np.array(P.CHANNELS, dtype=object)[lead_channel],
+        }
+        contact_stages: Table = {
+            "contact_id": cid,
+            "workspace_id": ws,
             "stage": stage.astype(object),
             "stage_at": self._times(stage_t),
         }
@@ -650,6 +654,7 @@ class Simulator:
         del touches["_variant"], anon_touches["_variant"]
         return {
             "contacts": contacts,
+            "contact_stages": contact_stages,
             "identities": identities,
             "orders": orders,
             "order_lines": lines,

@@ -81,7 +81,7 @@ def test_recompute_repairs_stored_rows_and_stages(session: Session, workspace: W
     service.recompute(session, workspace.id, AS_OF)
     session.execute(sa.delete(StageChange).where(StageChange.contact_id == buyer.id, StageChange.stage == "buying"))
     session.add(StageChange(workspace_id=workspace.id, contact_id=browser.id, stage="thanked", changed_at=day(50)))
-    session.execute(sa.update(Contact).where(Contact.id == later.id).values(stage="lapsed", stage_at=day(1)))
+    later.stage, later.stage_at = "lapsed", day(1)
     session.flush()
     service.recompute(session, workspace.id, AS_OF)
     session.expire_all()

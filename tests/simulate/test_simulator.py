@@ -75,8 +75,9 @@ def scenarios(engine: Engine) -> dict[str, tuple[int, dict[str, Any]]]:
 def fingerprint(engine: Engine, ws: int) -> str:
     """A hash of everything written, without the ids that differ between workspaces."""
     queries = [
-        "SELECT email, country, region, city, age_band, gender, email_consent, lead_at, lead_channel, stage "
-        "FROM contacts WHERE workspace_id = :ws ORDER BY email",
+        "SELECT email, country, region, city, age_band, gender, email_consent, lead_at, lead_channel, s.stage, "
+        "s.stage_at FROM contacts LEFT JOIN contact_stages s ON s.contact_id = contacts.id "
+        "WHERE contacts.workspace_id = :ws ORDER BY email",
         "SELECT c.email, t.anonymous_id, t.occurred_at, t.kind, t.event, t.channel, t.source, t.medium, t.campaign, "
         "t.term, t.url, t.referrer FROM touches t LEFT JOIN contacts c ON c.id = t.contact_id "
         "WHERE t.workspace_id = :ws ORDER BY c.email, t.anonymous_id, t.occurred_at, t.event, t.url",
