@@ -143,6 +143,10 @@ TREE_CASES = [
     ({"all": [c("country", "neq", "PT"), c("order_count", "eq", 0)]}, {"dan"}),
     ({"all": [c("traits.plan", "is_set"), c("days_since_last_order", "gte", 2)]}, {"ana", "bob"}),
     ({"all": [c("country", "eq", "ES"), {"not": c("revenue", "lt", 10000)}]}, {"bob"}),
+    # the stage is an outer join of the main statement, beside narrowed order facts and inside NOT
+    ({"all": [c("stage", "neq", "lapsed"), c("order_count", "eq", 0)]}, {"carla", "dan"}),
+    ({"all": [c("stage", "in", ["buying", "lapsed"]), c("revenue", "gte", 8000)]}, {"ana", "bob"}),
+    ({"not": {"any": [c("stage", "eq", "buying"), c("order_count", "gte", 1)]}}, {"carla", "dan"}),
 ]  # fmt: skip
 
 
