@@ -196,7 +196,9 @@ def main() -> None:
         with Session(eng) as s:
             ref, ref_secs = _reference(s, ws, rules, sample)
             t = time.perf_counter()
-            rows = s.execute(engine.history_select("postgresql", ws, rules, AS_OF, sample)).all()
+            rows = s.execute(
+                engine.history_select("postgresql", rules, by_contact=True), engine.history_params(ws, AS_OF, sample)
+            ).all()
             sql_sample_secs = time.perf_counter() - t
         sql_hist: dict[int, list[Transition]] = defaultdict(list)
         for r in sorted(rows, key=lambda r: (r.contact_id, r.changed_at)):

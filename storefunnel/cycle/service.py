@@ -98,7 +98,10 @@ def update_contacts(
             ).all()
         fresh: set[HistoryKey] = {
             (r.contact_id, r.changed_at, r.from_stage, r.stage, r.reason)
-            for r in session.execute(engine.history_select(dialect, workspace_id, rules, as_of, chunk))
+            for r in session.execute(
+                engine.history_select(dialect, rules, by_contact=True),
+                engine.history_params(workspace_id, as_of, chunk),
+            )
         }
         stored: dict[HistoryKey, int] = {
             (r.contact_id, r.changed_at, r.from_stage, r.stage, r.reason): r.id
