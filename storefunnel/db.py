@@ -58,6 +58,13 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime(), dict[str, Any]: JSONType}
 
 
+def created_with_tables(ddl: dict[str, list[str]]) -> None:
+    """Run these statements (per dialect) after ``Base.metadata.create_all``: the triggers a migration creates."""
+    for dialect, statements in ddl.items():
+        for sql in statements:
+            event.listen(Base.metadata, "after_create", sa.DDL(sql).execute_if(dialect=dialect))
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship, selectinload
 
-from storefunnel.db import Base, BigId, utcnow
+from storefunnel.db import Base, BigId, created_with_tables, utcnow
 from storefunnel.models.workspace import WorkspaceScoped
 
 
@@ -206,6 +206,4 @@ FOR EACH STATEMENT EXECUTE FUNCTION contacts_forget_stages()""",
 END""",
     ],
 }
-for _dialect, _statements in FORGET_STAGES_DDL.items():
-    for _sql in _statements:
-        sa.event.listen(Base.metadata, "after_create", sa.DDL(_sql).execute_if(dialect=_dialect))
+created_with_tables(FORGET_STAGES_DDL)
