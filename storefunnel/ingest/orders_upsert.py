@@ -139,22 +139,14 @@ class ContactIn:
         fills gaps and can grant consent, never withdraw it), so a batch folds as a series of batches would: where
         a file's chunks end does not change the contact.
         """
-        if fill_only:
-            granted = newer.email_consent is True and self.email_consent is not True
-            for name in self.__slots__:
-                value = getattr(newer, name)
-                if name == "traits":
-                    self.traits = {**self.traits, **value}
-                elif granted and name in ("email_consent", "consent_source", "consent_at"):
-                    setattr(self, name, value)
-                elif getattr(self, name) is None:
-                    setattr(self, name, value)
-            return
+        granted = fill_only and newer.email_consent is True and self.email_consent is not True
         for name in self.__slots__:
             value = getattr(newer, name)
             if name == "traits":
                 self.traits = {**self.traits, **value}
-            elif value is not None:
+            elif granted and name in ("email_consent", "consent_source", "consent_at"):
+                setattr(self, name, value)
+            elif value is not None and not (fill_only and getattr(self, name) is not None):
                 setattr(self, name, value)
 
 
